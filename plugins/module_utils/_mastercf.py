@@ -1,0 +1,921 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""master.cf as a lossless document.
+
+Private to the mailfleet.postfix collection; the API may change without notice.
+
+The grammar follows master(8) (src/master/master_ent.c): logical lines are joined
+from continuation lines (leading whitespace), comment and blank lines do not end
+a logical line, the first eight fields are split on whitespace, later arguments
+group whitespace inside ``{ }``. Rendering an untouched document gives back the
+same bytes; an edit rewrites only the physical lines of the entry it touches.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
+
+TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
+BOOL_VALUES = ("y", "n", "-")
+FIELDS = ("service", "type", "private", "unpriv", "chroot", "wakeup", "maxproc", "command")
+STATES = ("present", "absent", "disabled")
+# getopt(3) options of the server skeletons that take a value (src/master/*_server.c).
+_OPTS_WITH_VALUE = frozenset("imnorst")
+_SPACE = " \t\r\n"
+_WAKEUP_RE = re.compile(r"^(-|[0-9]+\??)$")
+_MAXPROC_RE = re.compile(r"^(-|[0-9]+)$")
+_PARAM_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# known_tcp_ports (Postfix >= 3.6): these names and numbers are one inet service.
+_PORT_ALIASES = {"smtp": "25", "submission": "587", "submissions": "465", "smtps": "465", "lmtp": "24"}
+# Column style of the stock master.cf: "smtp      inet  n       -       y       -       -       smtpd".
+DEFAULT_WIDTHS = (10, 6, 8, 8, 8, 8, 8)
+
+
+class MasterCfError(ValueError):
+    """A master.cf problem, located by file, line and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "master.cf",
+        line: Optional[int] = None,
+        field_name: Optional[str] = None,
+        value: Optional[str] = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field_name = field_name
+        self.value = value
+        self.reason = message
+        where = f"{path} line {line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+
+
+def field_error(
+    name: str, value: str, expected: str, *, path: str = "master.cf", line: Optional[int] = None
+) -> MasterCfError:
+    return MasterCfError(
+        f"field '{name}' is '{value}'; expected {expected}",
+        path=path,
+        line=line,
+        field_name=name,
+        value=value,
+    )
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def split_physical(text: str) -> list[str]:
+    """Split on LF only, keeping each line's ending (CR stays part of the line)."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _content(line: str) -> str:
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _eol(line: str) -> str:
+    return "\n" if line.endswith("\n") else ""
+
+
+def _is_blank(content: str) -> bool:
+    return content.strip(_SPACE) == ""
+
+
+def _is_comment(content: str) -> bool:
+    return content.lstrip(_SPACE).startswith("#")
+
+
+def _is_continuation(content: str) -> bool:
+    return content[:1] in (" ", "\t") and not _is_blank(content) and not _is_comment(content)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token of the logical line and where it sits (block-relative line, columns)."""
+
+    text: str
+    line: int
+    start: int
+    end: int
+    spans_lines: bool = False
+
+
+def _extpar(token: str) -> str:
+    """Strip one level of braces like extpar(..., EXTPAR_FLAG_STRIP); raise on errors."""
+    level = 0
+    for pos, char in enumerate(token):
+        if char == "{":
+            level += 1
+        elif char == "}":
+            level -= 1
+            if level == 0:
+                if pos != len(token) - 1:
+                    raise ValueError(f"syntax error after '}}' in \"{token}\"")
+                return token[1:-1].strip(_SPACE)
+    raise ValueError(f"missing '}}' in \"{token}\"")
+
+
+def _split_nameval(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    name = name.strip(_SPACE)
+    if not sep:
+        raise ValueError(f"missing '=' after attribute name in '-o {text}'")
+    if not name:
+        raise ValueError(f"missing attribute name in '-o {text}'")
+    return name, value.strip(_SPACE)
+
+
+def _needs_braces(value: str) -> bool:
+    return any(c in value for c in _SPACE) or value.startswith("{") or value == ""
+
+
+def format_arg(value: str) -> str:
+    """One argv element in master.cf syntax (grouped when it holds whitespace)."""
+    if value and not any(c in value for c in _SPACE) and not value.startswith("{"):
+        return value
+    return "{ " + value + " }" if value else "{}"
+
+
+def format_option(name: str, value: str) -> str:
+    """The value token of ``-o``: name=value, or a ``{ name = value }`` group."""
+    if any(c in value for c in _SPACE) or value.startswith("{"):
+        return "{ " + f"{name} = {value}" + " }"
+    return f"{name}={value}"
+
+
+class _Logical:
+    """The logical line of an entry block with a map back to physical positions."""
+
+    def __init__(self, contents: list[str], members: list[int], strip_hash: bool) -> None:
+        self.text = ""
+        self.origin: list[tuple[int, int]] = []  # per char: (block line index, column)
+        for idx in members:
+            content = contents[idx]
+            col = 0
+            if strip_hash:
+                col = content.index("#") + 1
+                if idx == members[0]:
+                    while col < len(content) and content[col] in " \t":
+                        col += 1
+            for pos in range(col, len(content)):
+                self.origin.append((idx, pos))
+            self.text += content[col:]
+
+    def token(self, start: int, end: int) -> Token:
+        first, last = self.origin[start], self.origin[end - 1]
+        return Token(
+            self.text[start:end], first[0], first[1], last[1] + 1, spans_lines=first[0] != last[0]
+        )
+
+    def tokens(self) -> list[Token]:
+        out: list[Token] = []
+        text, pos, size = self.text, 0, len(self.text)
+        while pos < size:
+            while pos < size and text[pos] in _SPACE:
+                pos += 1
+            if pos >= size:
+                break
+            start, level = pos, 0
+            grouped = len(out) >= len(FIELDS)
+            while pos < size:
+                char = text[pos]
+                if grouped and char == "{":
+                    level += 1
+                elif grouped and level > 0 and char == "}":
+                    level -= 1
+                elif level == 0 and char in _SPACE:
+                    break
+                pos += 1
+            out.append(self.token(start, pos))
+        return out
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@dataclass
+class Option:
+    name: str
+    value: str
+    tokens: tuple[Token, ...]
+
+
+@dataclass
+class ParsedEntry:
+    """Fields of one entry as master(8) reads them, plus token positions for edits."""
+
+    fields: dict[str, str]
+    args: list[str]  # argv after the command, braces stripped, without the -o overrides
+    options: list[Option]
+    tokens: list[Token]
+    option_section_end: int  # index into tokens: first token after getopt options
+
+
+def _parse_tokens(tokens: list[Token], *, path: str, line: int) -> ParsedEntry:
+    if len(tokens) < len(FIELDS):
+        found = " ".join(t.text for t in tokens)
+        missing = FIELDS[len(tokens)]
+        raise MasterCfError(
+            f"field '{missing}' is missing; an entry needs at least 8 fields "
+            f"(service type private unpriv chroot wakeup maxproc command), found {len(tokens)}: '{found}'",
+            path=path,
+            line=line,
+            field_name=missing,
+        )
+    fields = {name: tok.text for name, tok in zip(FIELDS, tokens)}
+    rest = tokens[len(FIELDS):]
+    args: list[str] = []
+    options: list[Option] = []
+    in_options, idx = True, 0
+    section_end = len(FIELDS)  # where new -o overrides go: after the getopt options
+    while idx < len(rest):
+        tok = rest[idx]
+        try:
+            value = _extpar(tok.text) if tok.text.startswith("{") else tok.text
+        except ValueError as exc:
+            raise MasterCfError(str(exc), path=path, line=line + tok.line, field_name="args") from exc
+        if in_options and tok.text == "--":
+            in_options = False
+            args.append(value)
+        elif in_options and tok.text.startswith("-o"):
+            group = [tok]
+            if tok.text == "-o":
+                if idx + 1 >= len(rest):
+                    raise MasterCfError(
+                        "'-o' without a value; expected '-o name=value' or '-o { name = value }'",
+                        path=path, line=line + tok.line, field_name="options",
+                    )
+                idx += 1
+                group.append(rest[idx])
+                raw = rest[idx].text
+            else:
+                raw = tok.text[2:]
+            try:
+                nameval = _extpar(raw) if raw.startswith("{") else raw
+                name, val = _split_nameval(nameval)
+            except ValueError as exc:
+                raise MasterCfError(
+                    f"{exc}; expected '-o name=value' or '-o {{ name = value }}'",
+                    path=path, line=line + group[-1].line, field_name="options",
+                ) from exc
+            options.append(Option(name, val, tuple(group)))
+            section_end = len(FIELDS) + idx + 1
+        elif in_options and tok.text.startswith("-") and tok.text != "-":
+            args.append(value)
+            if len(tok.text) == 2 and tok.text[1] in _OPTS_WITH_VALUE and idx + 1 < len(rest):
+                idx += 1
+                args.append(rest[idx].text)
+            section_end = len(FIELDS) + idx + 1
+        else:
+            in_options = False
+            args.append(value)
+        idx += 1
+    return ParsedEntry(fields, args, options, tokens, section_end)
+
+
+class Block:
+    """Physical lines that belong together: an entry, or text (comments, blanks)."""
+
+    kind = "text"
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.first_line = 0  # 1-based number in the document, set by renumber()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+class TextBlock(Block):
+    kind = "text"
+
+
+class Entry(Block):
+    """One master.cf entry: active, or commented out (``enabled`` false)."""
+
+    kind = "entry"
+
+    def __init__(self, lines: list[str], *, enabled: bool, path: str = "master.cf", first_line: int = 0) -> None:
+        super().__init__(lines)
+        self.enabled = enabled
+        self.path = path
+        self.first_line = first_line
+        self._parsed: Optional[ParsedEntry] = None
+
+    # -- reading
+    @property
+    def parsed(self) -> ParsedEntry:
+        if self._parsed is None:
+            contents = [_content(x) for x in self.lines]
+            members = [i for i, c in enumerate(contents) if self._is_member(i, c)]
+            logical = _Logical(contents, members, strip_hash=not self.enabled)
+            self._parsed = _parse_tokens(logical.tokens(), path=self.path, line=self.first_line or 1)
+        return self._parsed
+
+    def _is_member(self, idx: int, content: str) -> bool:
+        if self.enabled:
+            return idx == 0 or _is_continuation(content)
+        return idx == 0 or _commented_continuation(content)
+
+    @property
+    def service(self) -> str:
+        return self.parsed.fields["service"]
+
+    @property
+    def type(self) -> str:
+        return self.parsed.fields["type"]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.service, self.type)
+
+    @property
+    def options(self) -> dict[str, str]:
+        return {opt.name: opt.value for opt in self.parsed.options}
+
+    def to_dict(self) -> dict[str, Any]:
+        parsed = self.parsed
+        out: dict[str, Any] = {"kind": "entry", **parsed.fields}
+        out.update(
+            args=list(parsed.args),
+            options=self.options,
+            enabled=self.enabled,
+            line=self.first_line,
+            raw=self.text(),
+        )
+        return out
+
+    def validate(self) -> None:
+        validate_fields(self.parsed.fields, path=self.path, line=self.first_line)
+
+    # -- editing (each edit rewrites only this block's lines)
+    def _invalidate(self) -> None:
+        self._parsed = None
+
+    def _set_token(self, tok: Token, new: str) -> None:
+        content, eol = _content(self.lines[tok.line]), _eol(self.lines[tok.line])
+        tail = content[tok.end:]
+        spaces = len(tail) - len(tail.lstrip(" "))
+        if tail and spaces and tail[spaces:spaces + 1] != "\t":
+            room = len(tok.text) + spaces
+            pad = max(room - len(new), 1)
+            tail = " " * pad + tail[spaces:]
+        self.lines[tok.line] = content[: tok.start] + new + tail + eol
+        self._invalidate()
+
+    def set_field(self, name: str, value: str) -> bool:
+        tok = self.parsed.tokens[FIELDS.index(name)]
+        if tok.text == value:
+            return False
+        self._set_token(tok, value)
+        return True
+
+    def _delete_span(self, first: Token, last: Token) -> None:
+        if first.line != last.line:
+            # Cross-line groups are rare; rewrite the whole entry instead.
+            raise _Rewrite()
+        content, eol = _content(self.lines[first.line]), _eol(self.lines[first.line])
+        head = content[: first.start].rstrip(" \t")
+        tail = content[last.end:]
+        remaining = head + (tail if head.strip(" \t#") else tail.lstrip(" \t"))
+        if first.line > 0 and not remaining.strip(" \t#\r"):
+            del self.lines[first.line]
+        else:
+            if not head.strip(" \t#"):
+                remaining = content[: first.start] + tail.lstrip(" \t")
+            self.lines[first.line] = remaining + eol
+        self._invalidate()
+
+    def set_option(self, name: str, value: Optional[str]) -> bool:
+        parsed = self.parsed
+        matches = [opt for opt in parsed.options if opt.name == name]
+        if value is None:
+            if not matches:
+                return False
+            for opt in reversed(matches):
+                self._delete_span(opt.tokens[0], opt.tokens[-1])
+                self._parsed = None
+                parsed = self.parsed
+            return True
+        if matches:
+            opt = matches[-1]
+            changed = False
+            for extra in matches[:-1]:
+                self._delete_span(extra.tokens[0], extra.tokens[-1])
+                changed = True
+            if changed:
+                opt = [o for o in self.parsed.options if o.name == name][-1]
+            if opt.value == value:
+                return changed
+            tok = opt.tokens[-1]
+            if tok.spans_lines:
+                raise _Rewrite()
+            text = format_option(name, value)
+            if tok.text.startswith("{") and not _needs_braces(value):
+                text = "{ " + f"{name} = {value}" + " }"
+            if len(opt.tokens) == 1:
+                text = "-o" + text
+            self._set_token(tok, text)
+            return True
+        self._insert_option(format_option(name, value))
+        return True
+
+    def _insert_option(self, value_token: str) -> None:
+        parsed = self.parsed
+        toks = parsed.tokens
+        prefix = "" if self.enabled else "#"
+        anchor = toks[parsed.option_section_end - 1]
+        nxt = toks[parsed.option_section_end] if parsed.option_section_end < len(toks) else None
+        if nxt is not None and nxt.line == anchor.line:
+            # Plain arguments follow on the same line: insert before them, inline.
+            content, eol = _content(self.lines[nxt.line]), _eol(self.lines[nxt.line])
+            self.lines[nxt.line] = content[: nxt.start] + f"-o {value_token} " + content[nxt.start:] + eol
+        else:
+            indent = self._continuation_indent()
+            eol = self._eol_style()
+            new = f"{prefix}{indent}-o {value_token}{eol}"
+            at = anchor.line + 1
+            if not self.lines[anchor.line].endswith("\n"):
+                self.lines[anchor.line] += "\n"
+                new = new.rstrip("\n")
+            self.lines.insert(at, new)
+        self._invalidate()
+
+    def _continuation_indent(self) -> str:
+        for line in self.lines[1:]:
+            content = _content(line)
+            if not self.enabled:
+                if not _commented_continuation(content):
+                    continue
+                content = content[content.index("#") + 1:]
+            elif not _is_continuation(content):
+                continue
+            return content[: len(content) - len(content.lstrip(" \t"))]
+        return "  "
+
+    def _eol_style(self) -> str:
+        return "\r\n" if self.lines[0].endswith("\r\n") else "\n"
+
+    def set_args(self, args: list[str]) -> bool:
+        if list(self.parsed.args) == list(args):
+            return False
+        raise _Rewrite()
+
+    def disable(self) -> bool:
+        if not self.enabled:
+            return False
+        self.lines = ["#" + line for line in self.lines]
+        self.enabled = False
+        self._invalidate()
+        return True
+
+    def enable(self) -> bool:
+        if self.enabled:
+            return False
+        out = []
+        members = [i for i, x in enumerate(self.lines) if self._is_member(i, _content(x))]
+        for idx, line in enumerate(self.lines):
+            if idx in members:
+                cut = line.index("#")
+                line = line[:cut] + line[cut + 1:]
+                if idx == 0:
+                    line = line.lstrip(" \t")
+            out.append(line)
+        self.lines = out
+        self.enabled = True
+        self._invalidate()
+        return True
+
+
+class _Rewrite(Exception):
+    """An edit that cannot be done in place; the entry is rendered anew."""
+
+
+def _commented_continuation(content: str) -> bool:
+    """``#  -o name=value`` or ``#  flags=... argv=...`` under a commented-out entry."""
+    stripped = content.lstrip(" \t")
+    if not stripped.startswith("#"):
+        return False
+    body = stripped[1:]
+    if not body[:1] in (" ", "\t"):
+        return False
+    first = body.split(None, 1)[0] if body.strip() else ""
+    return bool(first) and (first.startswith("-") or first.startswith("{") or "=" in first)
+
+
+def _looks_like_entry(body: str) -> bool:
+    """True when a comment's text is a complete, valid entry (a commented-out service)."""
+    parts = body.split()
+    if len(parts) < len(FIELDS):
+        return False
+    fields = dict(zip(FIELDS, parts))
+    try:
+        validate_fields(fields)
+    except MasterCfError:
+        return False
+    return True
+
+
+def validate_fields(fields: Mapping[str, str], *, path: str = "master.cf", line: Optional[int] = None) -> None:
+    """Field checks as master(8) and postconf(1) apply them."""
+    kind = fields["type"]
+    if kind not in TYPES:
+        raise field_error("type", kind, "one of " + ", ".join(TYPES), path=path, line=line)
+    for name in ("private", "unpriv", "chroot"):
+        if fields[name] not in BOOL_VALUES:
+            raise field_error(name, fields[name], "one of y, n, -", path=path, line=line)
+    if kind == "inet" and fields["private"] != "n":
+        raise field_error("private", fields["private"], "n (inet services cannot be private)", path=path, line=line)
+    if not _WAKEUP_RE.match(fields["wakeup"]):
+        raise field_error(
+            "wakeup", fields["wakeup"], "a number of seconds, optionally followed by '?', or '-'", path=path, line=line
+        )
+    if not _MAXPROC_RE.match(fields["maxproc"]):
+        raise field_error("maxproc", fields["maxproc"], "a number of processes (0 = no limit) or '-'", path=path, line=line)
+    validate_service_name(fields["service"], kind, path=path, line=line)
+    command = fields["command"]
+    if not command or command.startswith("-"):
+        raise field_error("command", command, "a daemon name relative to daemon_directory", path=path, line=line)
+
+
+_INET_RE = re.compile(r"^(?:(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.-]+):)?([A-Za-z0-9_-]+)$")
+
+
+def validate_service_name(name: str, kind: str, *, path: str = "master.cf", line: Optional[int] = None) -> None:
+    if kind == "inet":
+        if not _INET_RE.match(name) or name.startswith(":"):
+            raise field_error(
+                "service", name, "port, service name, host:port or [ipv6]:port for an inet service", path=path, line=line
+            )
+    elif not re.match(r"^[A-Za-z0-9_.+/-]+$", name) or name.startswith("/") or ".." in name.split("/"):
+        raise field_error("service", name, f"a socket name below the queue directory for a {kind} service", path=path, line=line)
+
+
+def canonical_key(fields: Mapping[str, str]) -> tuple[str, str]:
+    """Identity as master_conf.c sees it: endpoint and type (smtp inet == 25 inet)."""
+    name, kind = fields["service"], fields["type"]
+    if kind == "inet":
+        host, sep, port = name.rpartition(":")
+        port = _PORT_ALIASES.get(port, port)
+        return ((host + sep + port) if sep else port, kind)
+    private = fields["private"] != "n"
+    return (("private/" if private else "public/") + name, kind)
+
+
+# --------------------------------------------------------------------------- document
+
+
+@dataclass
+class MasterCf:
+    """A parsed master.cf: blocks in file order, rendering back the same bytes."""
+
+    blocks: list[Block] = field(default_factory=list)
+    path: str = "master.cf"
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str, *, path: str = "master.cf") -> "MasterCf":
+        doc = cls(path=path)
+        lines = split_physical(text)
+        idx = 0
+        pending: list[str] = []
+
+        def flush_text() -> None:
+            if pending:
+                doc.blocks.append(TextBlock(list(pending)))
+                pending.clear()
+
+        while idx < len(lines):
+            content = _content(lines[idx])
+            if _is_blank(content):
+                pending.append(lines[idx])
+                idx += 1
+            elif _is_comment(content):
+                body = content.lstrip(" \t")[1:]
+                if body[:1] not in (" ", "\t") and _looks_like_entry(body):
+                    flush_text()
+                    end = last_member = idx + 1
+                    while end < len(lines):
+                        nxt = _content(lines[end])
+                        if _commented_continuation(nxt):
+                            last_member = end + 1
+                        elif not _is_comment(nxt) or _looks_like_entry(nxt.lstrip(" \t")[1:]):
+                            break
+                        end += 1
+                    doc.blocks.append(Entry(lines[idx:last_member], enabled=False, path=path, first_line=idx + 1))
+                    idx = last_member
+                else:
+                    pending.append(lines[idx])
+                    idx += 1
+            elif _is_continuation(content):
+                # Postfix skips it with a warning ("logical line must not start with whitespace").
+                doc.warnings.append(
+                    f"{path} line {idx + 1}: continuation line before any entry; Postfix ignores it"
+                )
+                pending.append(lines[idx])
+                idx += 1
+            else:
+                flush_text()
+                end, last_member = idx + 1, idx
+                while end < len(lines):
+                    nxt = _content(lines[end])
+                    if _is_continuation(nxt):
+                        last_member = end
+                    elif not (_is_blank(nxt) or _is_comment(nxt)):
+                        break
+                    end += 1
+                doc.blocks.append(Entry(lines[idx:last_member + 1], enabled=True, path=path, first_line=idx + 1))
+                idx = last_member + 1
+        flush_text()
+        doc.renumber()
+        for entry in doc.entries(enabled=True):
+            entry.parsed  # noqa: B018 - parse eagerly so grammar errors surface with their line
+        return doc
+
+    # -- reading
+    def render(self) -> str:
+        return "".join(block.text() for block in self.blocks)
+
+    def renumber(self) -> None:
+        number = 1
+        for block in self.blocks:
+            block.first_line = number
+            if isinstance(block, Entry):
+                block._invalidate()
+            number += len(block.lines)
+
+    def entries(self, *, enabled: Optional[bool] = None) -> list[Entry]:
+        return [b for b in self.blocks if isinstance(b, Entry) and (enabled is None or b.enabled == enabled)]
+
+    def find(self, service: str, kind: str, *, enabled: Optional[bool] = True) -> Optional[Entry]:
+        found = [e for e in self.entries(enabled=enabled) if e.key == (service, kind)]
+        return found[-1] if found else None
+
+    def validate(self, *, strict: bool = False) -> None:
+        """Raise MasterCfError for what master(8) or postconf(1) would refuse."""
+        seen: dict[tuple[str, str], Entry] = {}
+        for entry in self.entries(enabled=True):
+            entry.validate()
+            key = canonical_key(entry.parsed.fields)
+            if key in seen:
+                first = seen[key]
+                raise MasterCfError(
+                    f"duplicate entry for service '{entry.service}' type '{entry.type}' "
+                    f"(also at line {first.first_line}); master(8) would silently use only the last one",
+                    path=self.path, line=entry.first_line, field_name="service", value=entry.service,
+                )
+            seen[key] = entry
+        if strict and self.warnings:
+            raise MasterCfError(self.warnings[0].split(": ", 1)[1], path=self.path,
+                                line=int(self.warnings[0].split(" line ")[1].split(":")[0]))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for block in self.blocks:
+            if isinstance(block, Entry):
+                out.append(block.to_dict())
+            else:
+                out.append({"kind": "text", "line": block.first_line, "raw": block.text()})
+        return out
+
+    # -- editing
+    def eol(self) -> str:
+        for block in self.blocks:
+            for line in block.lines:
+                return "\r\n" if line.endswith("\r\n") else "\n"
+        return "\n"
+
+    def widths(self) -> tuple[int, ...]:
+        """Column starts of the first space-aligned entry, else the stock layout."""
+        for entry in self.entries(enabled=True):
+            toks = entry.parsed.tokens
+            first = _content(entry.lines[0])
+            if "\t" in first or any(t.line != 0 for t in toks[: len(FIELDS)]):
+                continue
+            starts = [t.start for t in toks[: len(FIELDS)]]
+            return tuple(b - a for a, b in zip(starts, starts[1:]))
+        return DEFAULT_WIDTHS
+
+    def apply(self, spec: Mapping[str, Any]) -> bool:
+        """Bring one entry to ``spec`` (see EntrySpec keys); True when anything changed."""
+        want = normalize_spec(spec, path=self.path)
+        service, kind, state = want["service"], want["type"], want["state"]
+        active = self.find(service, kind, enabled=True)
+        if state == "absent":
+            if active is None:
+                return False
+            self.blocks.remove(active)
+            self._tidy()
+            return True
+        if state == "disabled":
+            if active is None:
+                return False
+            changed = self._update(active, want)
+            changed = active.disable() or changed
+            self._tidy()
+            return changed
+        entry, changed = active, False
+        if entry is None:
+            entry = self.find(service, kind, enabled=False)
+            if entry is not None:
+                entry.enable()
+                changed = True
+        if entry is None:
+            if not want.get("command"):
+                raise MasterCfError(
+                    f"entry '{service}/{kind}' does not exist; 'command' is required to create it",
+                    path=self.path, field_name="command",
+                )
+            self._append(want)
+            self._tidy()
+            return True
+        changed = self._update(entry, want) or changed
+        self._tidy()
+        return changed
+
+    def _update(self, entry: Entry, want: Mapping[str, Any]) -> bool:
+        changed = False
+        try:
+            for name in FIELDS[2:]:
+                if want.get(name) is not None:
+                    changed = entry.set_field(name, want[name]) or changed
+            if want.get("args") is not None:
+                changed = entry.set_args(want["args"]) or changed
+            options = want.get("options") or {}
+            if want.get("purge_options"):
+                for name in entry.options:
+                    if name not in options:
+                        changed = entry.set_option(name, None) or changed
+            for name, value in options.items():
+                changed = entry.set_option(name, value) or changed
+        except _Rewrite:
+            self._rewrite(entry, want)
+            return True
+        return changed
+
+    def _rewrite(self, entry: Entry, want: Mapping[str, Any]) -> None:
+        current = entry.to_dict()
+        options = {} if want.get("purge_options") else dict(current["options"])
+        for name, value in (want.get("options") or {}).items():
+            if value is None:
+                options.pop(name, None)
+            else:
+                options[name] = value
+        merged = {**current, **{k: v for k, v in want.items() if k in FIELDS and v is not None}}
+        merged["options"] = options
+        merged["args"] = want["args"] if want.get("args") is not None else current["args"]
+        text = render_entry(merged, widths=self.widths(), eol=self.eol())
+        if not entry.enabled:
+            text = "".join("#" + line for line in split_physical(text))
+        entry.lines = split_physical(text)
+        entry._invalidate()
+
+    def _append(self, want: Mapping[str, Any]) -> None:
+        eol = self.eol()
+        if self.blocks and not self.blocks[-1].lines[-1].endswith("\n"):
+            self.blocks[-1].lines[-1] += eol
+        fields = {name: want.get(name) or "-" for name in FIELDS}
+        if want["type"] == "inet" and not want.get("private"):
+            fields["private"] = "n"
+        fields["command"] = want["command"]
+        entry_dict = {**fields, "args": want.get("args") or [], "options": {k: v for k, v in (want.get("options") or {}).items() if v is not None}}
+        text = render_entry(entry_dict, widths=self.widths(), eol=eol)
+        self.blocks.append(Entry(split_physical(text), enabled=True, path=self.path))
+
+    def _tidy(self) -> None:
+        self.blocks = [b for b in self.blocks if b.lines]
+        self.renumber()
+
+
+def render_entry(entry: Mapping[str, Any], *, widths: Iterable[int] = DEFAULT_WIDTHS, eol: str = "\n") -> str:
+    """One entry in master.cf column style; each -o override on its own continuation line."""
+    cols = list(widths)
+    head = ""
+    for pos, name in enumerate(FIELDS):
+        value = str(entry.get(name) if entry.get(name) not in (None, "") else "-")
+        if pos < len(cols):
+            head += value.ljust(cols[pos] - 1) + " "
+        else:
+            head += value
+    args = [format_arg(a) for a in entry.get("args") or []]
+    options = entry.get("options") or {}
+    flags, plain = _split_leading_flags(args)
+    head = head.rstrip(" ")
+    if flags:
+        head += " " + " ".join(flags)
+    lines = [head]
+    for name, value in options.items():
+        if value is not None:
+            lines.append("  -o " + format_option(str(name), str(value)))
+    if plain:
+        lines.append("  " + " ".join(plain))
+    return eol.join(lines) + eol
+
+
+def _split_leading_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """Getopt flags (``-v``, ``-n name``) must stay before -o/plain arguments."""
+    idx = 0
+    while idx < len(args) and args[idx].startswith("-") and args[idx] not in ("-", "--"):
+        if len(args[idx]) == 2 and args[idx][1] in _OPTS_WITH_VALUE and idx + 1 < len(args):
+            idx += 1
+        idx += 1
+    return args[:idx], args[idx:]
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _flag(value: Any, name: str, *, path: str) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "y" if value else "n"
+    text = str(value).strip()
+    mapping = {"yes": "y", "true": "y", "no": "n", "false": "n"}
+    text = mapping.get(text.lower(), text)
+    if text not in BOOL_VALUES:
+        raise field_error(name, str(value), "one of y, n, - (or a boolean)", path=path)
+    return text
+
+
+def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[str, Any]:
+    """Turn module/filter input into canonical strings; raise on invalid values."""
+    unknown = set(spec) - set(FIELDS) - {"args", "options", "state", "purge_options"}
+    if unknown:
+        raise MasterCfError(f"unknown entry keys: {', '.join(sorted(unknown))}", path=path)
+    for name in ("service", "type"):
+        if not spec.get(name):
+            raise MasterCfError(f"field '{name}' is required to identify an entry", path=path, field_name=name)
+    want: dict[str, Any] = {"service": str(spec["service"]), "type": str(spec["type"])}
+    want["state"] = spec.get("state") or "present"
+    if want["state"] not in STATES:
+        raise field_error("state", want["state"], "one of " + ", ".join(STATES), path=path)
+    if want["type"] not in TYPES:
+        raise field_error("type", want["type"], "one of " + ", ".join(TYPES), path=path)
+    for name in ("private", "unpriv", "chroot"):
+        want[name] = _flag(spec.get(name), name, path=path)
+    for name in ("wakeup", "maxproc"):
+        value = spec.get(name)
+        if value is not None and not isinstance(value, bool):
+            value = str(value).strip()
+            regex = _WAKEUP_RE if name == "wakeup" else _MAXPROC_RE
+            if not regex.match(value):
+                expected = ("a number of seconds, optionally followed by '?', or '-'" if name == "wakeup"
+                            else "a number of processes (0 = no limit) or '-'")
+                raise field_error(name, value, expected, path=path)
+        elif isinstance(value, bool):
+            raise field_error(name, str(value), "a number or '-'", path=path)
+        want[name] = value
+    want["command"] = str(spec["command"]) if spec.get("command") else None
+    args = spec.get("args")
+    if args is not None:
+        if isinstance(args, str) or not isinstance(args, (list, tuple)):
+            raise MasterCfError("'args' must be a list of arguments", path=path, field_name="args")
+        want["args"] = [str(a) for a in args]
+        for arg in want["args"]:
+            if "\n" in arg:
+                raise MasterCfError(f"argument '{arg}' contains a newline", path=path, field_name="args")
+    options = spec.get("options")
+    if options is not None:
+        if not isinstance(options, Mapping):
+            raise MasterCfError("'options' must be a mapping of parameter name to value", path=path, field_name="options")
+        want["options"] = {}
+        for name, value in options.items():
+            if not _PARAM_RE.match(str(name)):
+                raise MasterCfError(f"option name '{name}' is not a Postfix parameter name", path=path, field_name="options")
+            want["options"][str(name)] = _option_value(value, str(name), path=path)
+    want["purge_options"] = bool(spec.get("purge_options"))
+    if want["state"] != "absent":
+        check = {n: want.get(n) or "-" for n in FIELDS}
+        if want["type"] == "inet" and want.get("private") is None:
+            check["private"] = "n"
+        check["command"] = want.get("command") or "placeholder"
+        validate_fields(check, path=path)
+    return want
+
+
+def _option_value(value: Any, name: str, *, path: str) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    text = str(value)
+    if "\n" in text or text.count("{") != text.count("}"):
+        raise MasterCfError(
+            f"option '{name}' value '{text}' has a newline or unbalanced braces", path=path, field_name="options"
+        )
+    return text.strip(_SPACE)
