@@ -65,6 +65,8 @@ def format_value(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(v) for v in value)
+    if isinstance(value, Mapping):
+        raise ValueError("a main.cf value must be a string, number, boolean or list, not a mapping")
     text = str(value)
     if "\n" in text:
         raise ValueError("a main.cf value cannot contain a newline")
@@ -77,7 +79,7 @@ class MainCf:
     path: str = "main.cf"
 
     @classmethod
-    def parse(cls, text: str, *, path: str = "main.cf") -> "MainCf":
+    def parse(cls, text: str, *, path: str = "main.cf") -> MainCf:
         doc = cls(path=path)
         lines = split_physical(text)
         idx = 0

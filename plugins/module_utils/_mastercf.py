@@ -234,7 +234,7 @@ def _parse_tokens(tokens: list[Token], *, path: str, line: int) -> ParsedEntry:
             line=line,
             field_name=missing,
         )
-    fields = {name: tok.text for name, tok in zip(FIELDS, tokens)}
+    fields = {name: tok.text for name, tok in zip(FIELDS, tokens, strict=False)}
     rest = tokens[len(FIELDS):]
     args: list[str] = []
     options: list[Option] = []
@@ -426,7 +426,9 @@ class Entry(Block):
             if tok.text.startswith("{") and not _needs_braces(value):
                 text = "{ " + f"{name} = {value}" + " }"
             if len(opt.tokens) == 1:
-                text = "-o" + text
+                # postconf 3.7 misreads an attached "-oname=value" (it warns "unused parameter"),
+                # so a rewritten value is written detached.
+                text = "-o " + text
             self._set_token(tok, text)
             return True
         self._insert_option(format_option(name, value))
@@ -509,7 +511,7 @@ def _commented_continuation(content: str) -> bool:
     if not stripped.startswith("#"):
         return False
     body = stripped[1:]
-    if not body[:1] in (" ", "\t"):
+    if body[:1] not in (" ", "\t"):
         return False
     first = body.split(None, 1)[0] if body.strip() else ""
     return bool(first) and (first.startswith("-") or first.startswith("{") or "=" in first)
@@ -520,7 +522,7 @@ def _looks_like_entry(body: str) -> bool:
     parts = body.split()
     if len(parts) < len(FIELDS):
         return False
-    fields = dict(zip(FIELDS, parts))
+    fields = dict(zip(FIELDS, parts, strict=False))
     try:
         validate_fields(fields)
     except MasterCfError:
@@ -586,7 +588,7 @@ class MasterCf:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, text: str, *, path: str = "master.cf") -> "MasterCf":
+    def parse(cls, text: str, *, path: str = "master.cf") -> MasterCf:
         doc = cls(path=path)
         lines = split_physical(text)
         idx = 0
@@ -705,7 +707,7 @@ class MasterCf:
             if "\t" in first or any(t.line != 0 for t in toks[: len(FIELDS)]):
                 continue
             starts = [t.start for t in toks[: len(FIELDS)]]
-            return tuple(b - a for a, b in zip(starts, starts[1:]))
+            return tuple(b - a for a, b in zip(starts, starts[1:], strict=False))
         return DEFAULT_WIDTHS
 
     def apply(self, spec: Mapping[str, Any]) -> bool:
@@ -720,10 +722,12 @@ class MasterCf:
             self._tidy()
             return True
         if state == "disabled":
-            if active is None:
+            # An entry that is already commented out still takes the requested field values.
+            target = active or self.find(service, kind, enabled=False)
+            if target is None:
                 return False
-            changed = self._update(active, want)
-            changed = active.disable() or changed
+            changed = self._update(target, want)
+            changed = target.disable() or changed
             self._tidy()
             return changed
         entry, changed = active, False

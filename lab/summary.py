@@ -1,0 +1,142 @@
+# Copyright: mailfleet maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Print the lab summary: hosts, Postfix instances and services, playbook and probe results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from typing import Any
+
+LABEL = "io.mailfleet.lab=fleet"
+NETWORK = "mailfleet-lab"
+PREFIX = "mailfleet-lab-"
+GROUP_ORDER = {"edge": 0, "delivery": 1, "client": 2}
+INSPECT = (
+    '{{index .Config.Labels "io.mailfleet.lab.group"}} {{.State.Status}} '
+    '{{(index .NetworkSettings.Networks "' + NETWORK + '").IPAddress}}'
+)
+# One shell round trip per host: instances, service states, master.cf services.
+HOST_PROBE = (
+    "postmulti -l 2>/dev/null | awk '{print $1, $3, $4}';"
+    " echo '--';"
+    " (postfix status >/dev/null 2>&1 && echo running || echo stopped; systemctl is-active ssh.service)"
+    " | paste -sd' ';"
+    " postconf -M 2>/dev/null | awk '{print $1\"/\"$2}' | paste -sd' '"
+)
+
+
+def podman(*args: str) -> str:
+    """Run podman and return stdout ('' on failure)."""
+    proc = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def lab_hosts() -> list[dict[str, str]]:
+    """Lab containers with group, state and address; edge hosts first."""
+    listing = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
+    hosts = []
+    for name in (n for n in listing if n.startswith(PREFIX)):
+        group, state, ip = (podman("inspect", "--format", INSPECT, name).split() + ["", "", ""])[:3]
+        hosts.append({"name": name.removeprefix(PREFIX), "container": name, "group": group, "state": state, "ip": ip})
+    return sorted(hosts, key=lambda h: (GROUP_ORDER.get(h["group"], 9), h["name"]))
+
+
+def host_details(container: str) -> tuple[str, str, str]:
+    """Return (instances, service states, master.cf services) as display strings."""
+    head, _sep, tail = podman("exec", container, "sh", "-c", HOST_PROBE).partition("--")
+    instances = []
+    for line in head.strip().splitlines():
+        name, enabled, config_dir = (line.split() + ["", "", ""])[:3]
+        label = "default" if name == "-" else name
+        instances.append(f"{label} {config_dir}{'' if enabled in ('y', '-') else ' (disabled)'}")
+    rest = tail.strip().splitlines() + ["", ""]
+    states = rest[0].split() + ["?", "?"]
+    return ", ".join(instances) or "none", f"postfix {states[0]}, ssh {states[1]}", f"{len(rest[1].split())} services"
+
+
+def load(path: str) -> dict[str, Any] | None:
+    """Read a callback record, or None if the playbook did not get as far as writing one."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def playbook_lines(name: str, record: dict[str, Any] | None, state: str) -> list[str]:
+    """Ok with counts, or which host failed at which task and why."""
+    log = os.path.join(os.path.relpath(state), f"{name}.log")
+    if record is None:
+        return [f"{name}: did not finish (see {log})"]
+    seconds = record.get("seconds", "?")
+    failures = record.get("failures", [])
+    if not failures:
+        changed = sum(h.get("changed", 0) for h in record.get("hosts", {}).values())
+        return [f"{name}: ok in {seconds} s, {changed} changed, hosts {', '.join(record.get('hosts', {}))}"]
+    lines = [f"{name}: FAILED after {seconds} s (full output: {log})"]
+    for fail in failures:
+        what = "unreachable" if fail.get("unreachable") else "failed"
+        msg = " ".join(str(fail.get("msg", "")).split())[:300]
+        lines.append(f"  {fail['host']} {what} at task '{fail['task']}': {msg}")
+    return lines
+
+
+def probe_lines(record: dict[str, Any] | None) -> list[str]:
+    """Per-edge results that playbooks/probe.yml recorded with set_stats."""
+    probe = (record or {}).get("stats", {}).get("probe", {})
+    lines = []
+    for edge, seconds in sorted(probe.get("seconds", {}).items()):
+        message_id = probe.get("message_ids", {}).get(edge, "?")
+        lines.append(
+            f"  via {edge}: in {probe.get('rcpt')}'s mailbox on {probe.get('delivery')}"
+            f" (waited {seconds} s), Message-ID <{message_id}>"
+        )
+    if "direct_refused" in probe:
+        verdict = "refused, as intended" if probe["direct_refused"] else "ACCEPTED, but must be refused"
+        lines.append(f"  client straight to the delivery host: {verdict}")
+    return lines
+
+
+def main() -> int:
+    """Print the summary; exit 1 unless site and probe both succeeded (or only a status was asked)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state", required=True, help="the lab state directory")
+    parser.add_argument("--image", default="", help="image reference the fleet runs")
+    parser.add_argument("--fleet", default="running", help="created, reused or running")
+    parser.add_argument("--seconds", type=int, default=-1, help="wall time of lab.sh up")
+    args = parser.parse_args()
+
+    site = load(os.path.join(args.state, "site.json"))
+    probe = load(os.path.join(args.state, "probe.json"))
+    site_ok = bool(site and not site["failures"])
+    ok = site_ok and bool(probe and not probe["failures"])
+    took = f" in {args.seconds} s" if args.seconds >= 0 else ""
+    image = f", image {args.image}" if args.image else ""
+    print(f"\n== mailfleet lab: {'READY' if ok else 'NOT READY'}{took} (fleet {args.fleet}{image})")
+    print(f"  {'host':<10} {'group':<9} {'address':<15} {'postfix instances':<24} {'services':<30} master.cf")
+    hosts = lab_hosts()
+    for host in hosts:
+        details = host_details(host["container"]) if host["state"] == "running" else ("-", host["state"], "-")
+        instances, services, master = details
+        print(f"  {host['name']:<10} {host['group']:<9} {host['ip']:<15} {instances:<24} {services:<30} {master}")
+    lines = playbook_lines("site", site, args.state)
+    if site_ok:
+        lines += playbook_lines("probe", probe, args.state) + probe_lines(probe)
+    else:
+        lines.append("probe: not run (site failed)")
+    for line in lines:
+        print(f"  {line}")
+    if hosts:
+        key = os.path.relpath(os.path.join(args.state, "id_ed25519"))
+        inventory = os.path.relpath(os.path.join(args.state, "inventory.ini"))
+        print(f"  log in: ssh -i {key} root@{hosts[0]['ip']}  or  podman exec -it {hosts[0]['container']} bash")
+        print(f"  inventory: {inventory}    remove the lab: make lab-down")
+    return 0 if ok or args.fleet == "running" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

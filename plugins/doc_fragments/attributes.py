@@ -1,0 +1,61 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared descriptions of the action attributes of this collection's modules.
+
+Usage in a module's DOCUMENTATION (a module states its support; the descriptions come from here):
+
+    extends_documentation_fragment:
+      - mailfleet.postfix.attributes
+    attributes:
+      check_mode:
+        support: full
+      diff_mode:
+        support: full
+      idempotent:
+        support: full
+
+platform defaults to POSIX; a module that relies on Debian's layout or tools says so itself
+(attributes.platform.platforms: debian), since a module's own keys win over any fragment's.
+Modules that never change the target also list mailfleet.postfix.attributes.info_module.
+"""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Descriptions only, except platform: each module states its own support levels.
+    DOCUMENTATION = r"""
+options: {}
+attributes:
+  check_mode:
+    description:
+      - Can run in check mode and predict the C(changed) status without modifying the target.
+  diff_mode:
+    description:
+      - Returns the changes made (or, in check mode, the changes that would be made) when run in diff mode.
+  idempotent:
+    description:
+      - When run twice in a row outside check mode with the same arguments, the second run reports no change.
+      - This assumes that the target has not changed in a relevant way in between.
+  platform:
+    description: Target operating systems and families that can be operated against.
+    support: N/A
+    platforms: posix
+"""
+
+    INFO_MODULE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details:
+      - This action does not modify state.
+  diff_mode:
+    support: N/A
+    details:
+      - This action does not modify state.
+  idempotent:
+    support: full
+    details:
+      - This action does not modify state.
+"""

@@ -1,0 +1,690 @@
+#!/usr/bin/python3
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run stock Postfix daemons under systemd without master(8).
+
+Private to the mailfleet.postfix collection; the API may change without notice.
+Standard library only: the systemd_units module installs this very file on hosts
+as /usr/libexec/mailfleet-postfix/bridge. Sub-commands:
+
+run     (ExecStart of pool services) rebuild master's file descriptors and exec
+        the daemon, so no interpreter stays behind:
+          3, 4   the instance's flow FIFO, opened twice (master's shared pipe)
+          5      one end of a fresh stream socketpair; the other end is handed
+                 to the holder (SCM_RIGHTS), which keeps it open and drains it
+          6...   systemd's listening sockets (LISTEN_FDS), non-blocking
+        umask 077; cwd comes from WorkingDirectory= (the queue directory).
+holder  one per instance: holds and drains every daemon's status peer, keeps the
+        flow FIFO alive, and starts more workers of a pool (prefix@N.service)
+        when all are busy (master_avail.c spawns when a client waits; a unit
+        start is slower than fork, so the holder starts one step earlier).
+        It also holds master's own locks (pid/master.pid, master.lock), so a
+        master(8) cannot start beside it and postfix(1) finds it:
+          postfix status   "running", with the holder's pid
+          postfix reload   SIGHUP: systemctl daemon-reload (the generator
+                           re-reads master.cf), start what is new, then close
+                           every status peer: daemons finish their current
+                           work and exit, which is master's graceful reload
+          postfix stop     SIGTERM: stop the instance's target (systemd itself
+                           stops the holder with SIGUSR1)
+retire  (ExecStop of verify, postscreen, proxywrite) close one daemon's status
+        channel and wait for it to exit instead of SIGTERM: they call setsid()
+        to protect their databases from master's signals.
+kick    send a wakeup byte to an inet service (postkick reaches unix and fifo only).
+status  print the holder's view of pools and workers (JSON).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import sys
+# Only what `run` needs is imported here: it runs at every worker start.
+
+MASTER_FLOW_READ = 3
+MASTER_FLOW_WRITE = 4
+MASTER_STATUS_FD = 5
+MASTER_LISTEN_FD = 6
+SD_LISTEN_FDS_START = 3
+# struct MASTER_STATUS {int pid; unsigned gen; int avail;} (src/master/master_proto.h)
+STATUS = struct.Struct("=iIi")
+STAT_TAKEN, STAT_AVAIL = 0, 1
+MAX_FDS = 64
+PENDING_TIMEOUT = 30.0
+
+
+class BridgeError(Exception):
+    """A setup problem; printed to the journal before the unit fails."""
+
+
+def _log(message: str) -> None:
+    try:
+        sys.stderr.write(f"mailfleet-postfix: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _options(argv: list[str], names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """--name value pairs up to '--'; the rest is returned as is (argparse costs start-up time)."""
+    opts: dict[str, str] = {}
+    pos = 0
+    while pos < len(argv):
+        arg = argv[pos]
+        if arg == "--":
+            return opts, argv[pos + 1:]
+        if not arg.startswith("--") or arg[2:] not in names or pos + 1 >= len(argv):
+            raise BridgeError(f"unexpected argument '{arg}'")
+        opts[arg[2:]] = argv[pos + 1]
+        pos += 2
+    return opts, []
+
+
+# --------------------------------------------------------------------------- run
+
+
+def listen_fds(environ: dict[str, str], pid: int) -> list[int]:
+    """sd_listen_fds(): the sockets systemd passed to this very process."""
+    if environ.get("LISTEN_PID") != str(pid):
+        return []
+    try:
+        count = int(environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+
+
+def encode(message: dict[str, object]) -> bytes:
+    """key=value lines: cheaper to load than json at every worker start."""
+    for key, value in message.items():
+        if "\n" in f"{key}{value}" or "=" in key:
+            raise BridgeError(f"cannot encode {key}={value!r}")
+    return "".join(f"{key}={value}\n" for key, value in message.items()).encode()
+
+
+def decode(data: bytes) -> dict[str, str]:
+    out = {}
+    for line in data.decode(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def register(holder: str, message: dict[str, str], fds: list[int], timeout: float = 30.0) -> None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.settimeout(timeout)
+    try:
+        conn.connect(holder)
+        socket.send_fds(conn, [encode(message)], fds)
+        reply = conn.recv(4096).decode(errors="replace")
+    except OSError as exc:
+        raise BridgeError(f"status holder {holder}: {exc}") from exc
+    finally:
+        conn.close()
+    if reply != "OK":
+        raise BridgeError(f"status holder refused {message.get('unit')}: {reply or 'no answer'}")
+
+
+def arrange_fds(flow: str, status_fd: int, sources: list[int]) -> None:
+    """Place the flow FIFO on 3/4, status on 5, listeners on 6.. and close everything else."""
+    flow_r = os.open(flow, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    flow_w = os.open(flow, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISFIFO(os.fstat(flow_r).st_mode):
+        raise BridgeError(f"{flow} is not a FIFO")
+    wanted = [flow_r, flow_w, status_fd] + sources
+    # Park every source above the targets first: sources 3.. overlap targets 3..
+    high = 10 + MASTER_LISTEN_FD + len(sources)
+    parked = [_dupfd(fd, high) for fd in wanted]
+    for fd in set(wanted):
+        os.close(fd)
+    for target, fd in enumerate(parked, start=MASTER_FLOW_READ):
+        os.dup2(fd, target, inheritable=True)
+        os.close(fd)
+    last = MASTER_LISTEN_FD + len(sources)
+    os.closerange(last, _max_fd())
+    for fd in range(MASTER_LISTEN_FD, last):
+        os.set_blocking(fd, False)  # master_listen_init(): NON_BLOCKING, workers race for accept()
+
+
+def _dupfd(fd: int, low: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 4096
+
+
+def cmd_run(argv: list[str]) -> int:
+    opts, command = _options(argv, ("holder", "flow", "maxproc", "max-use", "unit", "stamp", "lock"))
+    if len(command) < 2 or not {"holder", "flow", "unit"} <= set(opts):
+        raise BridgeError("usage: run --holder SOCK --flow FIFO --unit NAME [--maxproc N] [--stamp F] [--lock F] "
+                          "-- PATH ARGV0 [ARGS...]")
+    sources = listen_fds(dict(os.environ), os.getpid())
+    if not sources:
+        raise BridgeError(f"{opts['unit']}: no listening socket from systemd (LISTEN_FDS)")
+    mine, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    message = {k: opts[k] for k in ("unit", "maxproc", "stamp", "lock") if k in opts}
+    if "max-use" in opts:
+        message["max_use"] = opts["max-use"]
+    register(opts["holder"], message, [peer.fileno()] + sources)
+    peer.close()
+    os.umask(0o077)
+    arrange_fds(opts["flow"], mine.detach(), sources)
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    os.execv(command[0], command[1:])
+    return 127  # not reached
+
+
+# --------------------------------------------------------------------------- holder
+
+
+class Worker:
+    def __init__(self, pid: int, unit: str, peer: socket.socket) -> None:
+        self.pid = pid
+        self.unit = unit
+        self.peer = peer
+        self.avail = True  # master_avail_more(): a new child counts as available
+        self.buf = b""
+        self.uses = 0
+        self.last = False  # serving its max_use-th client: exits afterwards
+
+
+class Pool:
+    """The workers of one master.cf entry (one unit, or prefix@N.service instances)."""
+
+    def __init__(self, prefix: str, maxproc: int, template: bool) -> None:
+        self.prefix = prefix
+        self.maxproc = maxproc
+        self.max_use = 0  # single-server daemons: clients served before a voluntary exit
+        self.template = template
+        self.workers: dict[int, Worker] = {}  # by peer fd
+        self.pending: dict[str, float] = {}  # unit -> deadline
+        self.listen: list[socket.socket] = []
+        self.watching = False
+
+    def avail(self) -> int:
+        return sum(1 for w in self.workers.values() if w.avail)
+
+    def room(self) -> int:
+        used = len(self.workers) + len(self.pending)
+        return (1 << 30) if self.maxproc == 0 else max(self.maxproc - used, 0)
+
+    def numbers(self) -> set[int]:
+        taken = set()
+        for unit in [w.unit for w in self.workers.values()] + list(self.pending):
+            number = unit.rpartition("@")[2].split(".")[0]
+            if number.isdigit():
+                taken.add(int(number))
+        return taken
+
+
+class Holder:
+    def __init__(self, *, listener: socket.socket, flow: str, stamps: str, queue_directory: str,
+                 owner: str, group: str, systemctl: str, target: str = "", data_directory: str = "") -> None:
+        import grp
+        import pwd
+        import selectors
+
+        self.listener = listener
+        self.flow = flow
+        self.stamps = stamps
+        self.queue_directory = queue_directory
+        self.uid = pwd.getpwnam(owner).pw_uid
+        self.gid = grp.getgrnam(group).gr_gid
+        self.systemctl = systemctl
+        self.target = target
+        self.data_directory = data_directory
+        self.locks: list[int] = []
+        self.pools: dict[str, Pool] = {}
+        self.peers: dict[int, tuple[Pool, Worker]] = {}
+        self.children: list[object] = []
+        self.sel = selectors.DefaultSelector()
+        self.event_read = selectors.EVENT_READ
+        self.reload_requested = False
+        self.stop_requested = False  # postfix stop: stop the whole instance
+        self.exit_requested = False  # systemd stops the holder
+        self.flow_fd = -1
+        self.verbose = False
+
+    # -- setup
+    def prepare(self) -> None:
+        """Master's locks, the flow FIFO (kept open so tokens survive idle periods), fresh stamps."""
+        self.locks.append(self._master_lock(os.path.join(self.queue_directory, "pid", "master.pid"), pid=True))
+        if self.data_directory:
+            self.locks.append(self._master_lock(os.path.join(self.data_directory, "master.lock"), pid=False))
+        try:
+            st = os.lstat(self.flow)
+            if not stat.S_ISFIFO(st.st_mode):
+                raise BridgeError(f"{self.flow} exists and is not a FIFO")
+        except FileNotFoundError:
+            os.mkfifo(self.flow, 0o660)
+        os.chown(self.flow, 0 if os.geteuid() == 0 else -1, self.gid)
+        os.chmod(self.flow, 0o660)
+        self.flow_fd = os.open(self.flow, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.makedirs(self.stamps, mode=0o755, exist_ok=True)
+        for name in os.listdir(self.stamps):
+            os.unlink(os.path.join(self.stamps, name))  # like a master restart: '?' timers wait again
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, self.event_read, ("accept", None))
+
+    @staticmethod
+    def _master_lock(path: str, *, pid: bool) -> int:
+        """open_lock() as master.c does it (flock on Linux); master -t then reports 'running'."""
+        import fcntl
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BridgeError(f"{path} is locked: master(8) runs for this instance; stop it first") from None
+        if pid:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid():>{struct.calcsize('L') * 4}}\n".encode())
+        return fd
+
+    # -- main loop
+    def serve(self) -> None:
+        import signal
+
+        # Wake the selector at once on a signal (select() would otherwise sleep out its timeout).
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno())
+        self.sel.register(wake_r, self.event_read, ("wake", None))
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "exit_requested", True))
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "exit_requested", True))
+        while not self.exit_requested:
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload(refresh=True)
+            if self.stop_requested:
+                self.stop_requested = False
+                _log(f"stop requested (postfix stop): stopping {self.target or 'the instance'}")
+                if self.target:
+                    self._start(["stop", "--no-block", self.target], verb=None)
+                else:
+                    break
+            for key, _ in self.sel.select(timeout=1.0):
+                what, obj = key.data
+                if what == "accept":
+                    self._accept()
+                elif what == "control":
+                    self._control(key.fileobj)  # type: ignore[arg-type]
+                elif what == "peer":
+                    self._drain(key.fileobj)  # type: ignore[arg-type]
+                elif what == "listen":
+                    self._demand(obj)
+                elif what == "wake":
+                    try:
+                        wake_r.recv(256)
+                    except BlockingIOError:
+                        pass
+            self._tick()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.sel.register(conn, self.event_read, ("control", None))
+
+    def _control(self, conn: socket.socket) -> None:
+        self.sel.unregister(conn)
+        try:
+            data, fds, _, _ = socket.recv_fds(conn, 65536, MAX_FDS)
+        except OSError:
+            conn.close()
+            return
+        try:
+            reply = self._request(conn, data, fds)
+        except (BridgeError, ValueError, OSError) as exc:
+            for fd in fds:
+                os.close(fd)
+            reply = f"ERR {exc}"
+        try:
+            conn.setblocking(True)
+            conn.settimeout(2.0)
+            conn.send(reply.encode())
+        except OSError:
+            pass
+        conn.close()
+
+    def _request(self, conn: socket.socket, data: bytes, fds: list[int]) -> str:
+        message = decode(data)
+        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if "unit" in message:
+            return self._register(pid, message, fds)
+        for fd in fds:
+            os.close(fd)
+        command = message.get("command")
+        if command == "status":
+            import json
+
+            return json.dumps(self.status())
+        if uid != 0:
+            raise BridgeError(f"'{command}' needs root")
+        if command == "retire":
+            return self.retire(int(message["pid"]))
+        if command == "reload":
+            self.reload_requested = True
+            return "OK"
+        raise BridgeError(f"unknown request {message!r}")
+
+    def _register(self, pid: int, message: dict[str, str], fds: list[int]) -> str:
+        if not fds:
+            raise BridgeError("registration without a status socket")
+        unit = str(message["unit"])
+        maxproc = int(message.get("maxproc", "1"))
+        prefix, at, _ = unit.partition("@")
+        prefix = prefix if at else prefix.rsplit(".", 1)[0]
+        pool = self.pools.get(prefix)
+        if pool is None:
+            pool = self.pools[prefix] = Pool(prefix, maxproc, template=bool(at))
+        pool.maxproc = maxproc
+        pool.max_use = int(message.get("max_use", "0") or 0)
+        pool.pending.pop(unit, None)
+        if message.get("stamp"):
+            self._touch_stamp(str(message["stamp"]))
+        if message.get("lock"):
+            self._lock_file(str(message["lock"]))
+        peer = socket.socket(fileno=fds[0])
+        peer.setblocking(False)
+        worker = Worker(pid, unit, peer)
+        pool.workers[peer.fileno()] = worker
+        self.peers[peer.fileno()] = (pool, worker)
+        self.sel.register(peer, self.event_read, ("peer", None))
+        extra = fds[1:]
+        if pool.template and not pool.listen and extra:
+            pool.listen = [socket.socket(fileno=fd) for fd in extra]
+        else:
+            for fd in extra:
+                os.close(fd)
+        self._update(pool)
+        return "OK"
+
+    def _touch_stamp(self, path: str) -> None:
+        if os.path.dirname(os.path.normpath(path)) != os.path.normpath(self.stamps):
+            raise BridgeError(f"stamp {path} is not in {self.stamps}")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+
+    def _lock_file(self, rel: str) -> None:
+        """pid/<type>.<name> for a worker that opens it as mail_owner (pid/ is root's)."""
+        head, _, name = rel.partition("/")
+        if head != "pid" or not name or "/" in name or name.startswith("."):
+            raise BridgeError(f"bad lock file name {rel}")
+        path = os.path.join(self.queue_directory, "pid", name)
+        # pid/ is root's 0755: only root creates entries, so lstat + lchown cannot be raced.
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise BridgeError(f"{path} is not a plain file")
+        if (st.st_uid, st.st_gid) != (self.uid, self.gid) and os.geteuid() == 0:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+
+    def _drain(self, peer: socket.socket) -> None:
+        fd = peer.fileno()
+        pool, worker = self.peers[fd]
+        while True:
+            try:
+                data = peer.recv(4096)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._forget(pool, worker)
+                self._update(pool)
+                return
+            worker.buf += data
+        replace = False
+        while len(worker.buf) >= STATUS.size:
+            _, _, avail = STATUS.unpack_from(worker.buf)
+            worker.buf = worker.buf[STATUS.size:]
+            worker.avail = avail == STAT_AVAIL
+            if not worker.avail:
+                worker.uses += 1
+                if pool.max_use and worker.uses >= pool.max_use and not worker.last:
+                    worker.last = replace = True
+        self._update(pool)
+        if not (pool.template and pool.listen) or pool.pending:
+            return
+        # Master forks a child in a millisecond when a client waits; a unit start takes 50-250 ms.
+        # So grow one step earlier than master: when the last idle worker gets a client, and
+        # while a worker serves its max_use-th (last) client.
+        if replace:
+            self._grow(pool, 1, f"{worker.unit} serves its last client (max_use {pool.max_use})")
+        elif not worker.avail and pool.avail() == 0:
+            self._grow(pool, max(1, len(pool.workers) // 2), "the last idle worker got a client")
+
+    def _forget(self, pool: Pool, worker: Worker) -> None:
+        fd = worker.peer.fileno()
+        self.sel.unregister(worker.peer)
+        worker.peer.close()
+        pool.workers.pop(fd, None)
+        self.peers.pop(fd, None)
+
+    # -- pool growth (master_avail.c: watch the listener only while nobody is idle)
+    def _update(self, pool: Pool) -> None:
+        want = (pool.template and bool(pool.listen) and pool.avail() == 0 and not pool.pending
+                and pool.room() > 0 and bool(pool.workers))
+        if want and not pool.watching:
+            for sock in pool.listen:
+                self.sel.register(sock, self.event_read, ("listen", pool))
+            pool.watching = True
+        elif not want and pool.watching:
+            for sock in pool.listen:
+                self.sel.unregister(sock)
+            pool.watching = False
+
+    def _demand(self, pool: Pool) -> None:
+        """A client waits and every worker is busy: double the pool (at least two more)."""
+        self._grow(pool, max(2, len(pool.workers)), "all busy, a client waits")
+
+    def _grow(self, pool: Pool, wanted: int, why: str) -> None:
+        import time
+
+        count = min(wanted, pool.room())
+        free = [n for n in range(1, len(pool.workers) + len(pool.pending) + count + 2) if n not in pool.numbers()]
+        units = [f"{pool.prefix}@{n}.service" for n in free[:count]]
+        if not units:
+            return
+        deadline = time.monotonic() + PENDING_TIMEOUT
+        for unit in units:
+            pool.pending[unit] = deadline
+        self._update(pool)
+        if self.verbose:
+            _log(f"{pool.prefix}: {why}; {len(pool.workers)} running, starting {' '.join(units)}")
+        self._start(units)
+
+    def _start(self, units: list[str], verb: "str | None" = "start") -> None:
+        import subprocess
+
+        args = ["start", "--no-block", *units] if verb else units
+        try:
+            child = subprocess.Popen([self.systemctl, *args],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        except OSError as exc:
+            _log(f"cannot run {self.systemctl}: {exc}")
+            return
+        self.children.append(child)
+
+    def _tick(self) -> None:
+        import time
+
+        self.children = [c for c in self.children if c.poll() is None]
+        now = time.monotonic()
+        for pool in self.pools.values():
+            expired = [u for u, t in pool.pending.items() if t < now]
+            for unit in expired:
+                del pool.pending[unit]
+                _log(f"{unit} did not start within {PENDING_TIMEOUT:.0f}s")
+            if expired:
+                self._update(pool)
+
+    # -- control
+    def retire(self, pid: int) -> str:
+        found = 0
+        for pool, worker in list(self.peers.values()):
+            if worker.pid == pid:
+                self._forget(pool, worker)
+                self._update(pool)
+                found += 1
+        return "OK" if found else f"ERR no daemon with pid {pid}"
+
+    def reload(self, *, refresh: bool = False) -> None:
+        """Close every status peer: daemons finish their work and exit, new ones read the new config.
+
+        With ``refresh`` (postfix reload, systemctl reload) the units are regenerated first
+        and new entries started, as master(8) adds services on reload.
+        """
+        if refresh:
+            import subprocess
+
+            _log("reload: re-reading master.cf (systemctl daemon-reload)")
+            for args in (["daemon-reload"], ["start", "--no-block", self.target] if self.target else []):
+                if args:
+                    try:
+                        subprocess.run([self.systemctl, *args], stdin=subprocess.DEVNULL, timeout=120, check=False)
+                    except (OSError, subprocess.TimeoutExpired) as exc:
+                        _log(f"systemctl {' '.join(args)}: {exc}")
+        for pool, worker in list(self.peers.values()):
+            self._forget(pool, worker)
+        for pool in self.pools.values():
+            self._update(pool)
+            for sock in pool.listen:
+                sock.close()
+            pool.listen = []
+            pool.pending.clear()
+
+    def status(self) -> dict[str, object]:
+        return {prefix: {"maxproc": p.maxproc, "workers": sorted(w.unit for w in p.workers.values()),
+                         "available": p.avail(), "pending": sorted(p.pending), "watching": p.watching}
+                for prefix, p in sorted(self.pools.items())}
+
+
+def cmd_holder(argv: list[str]) -> int:
+    opts, _ = _options(argv, ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen",
+                              "systemctl", "target", "verbose"))
+    fds = listen_fds(dict(os.environ), os.getpid())
+    if fds:
+        listener = socket.socket(fileno=fds[0])
+    elif "listen" in opts:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            os.unlink(opts["listen"])
+        except FileNotFoundError:
+            pass
+        listener.bind(opts["listen"])
+        listener.listen(64)
+    else:
+        raise BridgeError("holder: no socket from systemd and no --listen PATH")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    holder = Holder(listener=listener, flow=opts["flow"], stamps=opts["stamps"],
+                    queue_directory=opts["queue-directory"], owner=opts.get("owner", "postfix"),
+                    group=opts.get("group", "postfix"), systemctl=opts.get("systemctl", "/bin/systemctl"),
+                    target=opts.get("target", ""), data_directory=opts.get("data-directory", ""))
+    holder.verbose = opts.get("verbose", "no") == "yes"
+    holder.prepare()
+    holder.serve()
+    return 0
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def request(holder: str, message: dict[str, object], timeout: float = 10.0) -> str:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.settimeout(timeout)
+    try:
+        conn.connect(holder)
+        conn.send(encode(message))
+        return conn.recv(1 << 20).decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def cmd_retire(argv: list[str]) -> int:
+    opts, _ = _options(argv, ("holder", "pid", "timeout"))
+    pid = int(opts["pid"])
+    timeout = float(opts.get("timeout", "80"))
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return 0
+    try:
+        reply = request(opts["holder"], {"command": "retire", "pid": pid})
+    except OSError as exc:
+        raise BridgeError(f"status holder: {exc}") from exc
+    if reply != "OK":
+        raise BridgeError(reply)
+    # The daemon sees EOF on fd 5 and exits after its current request.
+    ready, _, _ = select.select([pidfd], [], [], timeout)
+    os.close(pidfd)
+    return 0 if ready else 1
+
+
+def cmd_status(argv: list[str]) -> int:
+    opts, _ = _options(argv, ("holder",))
+    print(request(opts["holder"], {"command": "status"}))
+    return 0
+
+
+def cmd_kick(argv: list[str]) -> int:
+    """inet_trigger(): connect, send the request, wait up to 1s for the server to close."""
+    import errno
+
+    opts, _ = _options(argv, ("inet", "request"))
+    host, _, port = opts["inet"].rpartition(":")
+    host = host.strip("[]")
+    with socket.create_connection((host, int(port)), timeout=1.0) as conn:
+        conn.sendall(opts.get("request", "W").encode())
+        conn.shutdown(socket.SHUT_WR)
+        try:
+            while conn.recv(1024):
+                pass
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EAGAIN) and not isinstance(exc, socket.timeout):
+                raise
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "holder": cmd_holder, "retire": cmd_retire, "status": cmd_status, "kick": cmd_kick}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        _log("usage: bridge {" + "|".join(COMMANDS) + "} ...")
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except BridgeError as exc:
+        _log(str(exc))
+        return 1
+    except OSError as exc:
+        _log(f"{argv[0]}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,245 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""systemd hardening for master-less Postfix services: one table, by daemon kind.
+
+Private to the mailfleet.postfix collection; the API may change without notice.
+
+In master-less mode master.cf's ``chroot`` column is expressed as systemd
+sandboxing instead of Postfix's own ``chroot(queue_directory)``: the daemon sees
+the real file system, read-only, with only the queue and data directories
+writable, no home directories, a private /tmp and no devices. That needs no jail
+to populate (jails go stale: resolv.conf, CA dirs, NSS modules) and works for
+every daemon. ``chroot = postfix`` keeps Postfix's ``-c`` instead (the jail must
+then be synced, and CAP_SYS_CHROOT stays in the bounding set).
+
+The ``unpriv`` column picks the run model (see ``_units.DAEMONS.owner``):
+
+* owner: systemd starts the daemon as ``mail_owner`` with no capabilities at all
+  (no ``-u``); privileged system calls fail with EPERM.
+* root: the daemon starts as root like under master(8) and drops to
+  ``mail_owner`` itself (``-u``); the bounding set keeps only what that needs.
+  CAP_DAC_OVERRIDE is needed because pre-jail init reaches ``private/`` (0700
+  postfix) as root.
+
+Delivery agents are the exception. local(8) runs users' ``.forward`` commands
+and writes to their homes and to the mail spool; pipe(8) and spawn(8) run
+arbitrary programs as arbitrary users (maildrop, dovecot-lda, mailman, SMS
+modems). Those programs may be setuid/setgid (sendmail -> postdrop is setgid,
+procmail, dotlock helpers), may need /dev, their own /tmp or a JIT, so they get
+no NoNewPrivileges, RestrictSUIDSGID, MemoryDenyWriteExecute or system call
+filter, and keep /home writable; what they still get cannot break a delivery.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+# Every Postfix daemon probes socket(AF_INET6) in inet_proto_init() and fatals on
+# errors other than EAFNOSUPPORT; getifaddrs() needs netlink (inet_addr_local).
+POSTFIX_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
+# Root model: -u needs setuid/setgid/initgroups; pre-jail init needs DAC_OVERRIDE.
+ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_DAC_OVERRIDE")
+# Delivery as the recipient: seteuid, mailbox creation and ownership, spool locks.
+DELIVERY_CAPS = ROOT_CAPS + ("CAP_DAC_READ_SEARCH", "CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID")
+# local and pipe kill timed-out commands that run as another user.
+COMMAND_CAPS = DELIVERY_CAPS + ("CAP_KILL",)
+_HOME_ROOTS = ("/home", "/root", "/run/user")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one kind of daemon must be able to reach."""
+
+    system: str  # ProtectSystem=
+    home: str  # ProtectHome=
+    private_tmp: bool  # PrivateTmp=
+    devices: bool  # PrivateDevices=
+    nnp: bool  # NoNewPrivileges=, RestrictSUIDSGID=
+    mdwe: bool  # MemoryDenyWriteExecute=
+    syscalls: bool  # SystemCallFilter=@system-service, PrivateIPC=, ProcSubset=pid
+    ip: bool  # may talk IP (else IPAddressDeny=any)
+    caps: tuple[str, ...]  # bounding set when started as root
+    writes: tuple[str, ...] = ()  # instance paths to make writable (names of Paths fields)
+    clock: bool = True  # ProtectClock= (adds a device ACL, so not where /dev is open)
+    namespaces: bool = True  # RestrictNamespaces=
+
+
+#                          system    home         tmp    devices nnp    mdwe   syscalls ip     caps
+PROFILES: dict[str, Profile] = {
+    # Postfix-internal daemons that only touch queue and data files.
+    "queue": Profile("strict", "yes", True, True, True, True, True, False, ROOT_CAPS),
+    # Postfix-internal daemons that talk to the network (SMTP, DNS, milters, tcp: tables).
+    "network": Profile("strict", "yes", True, True, True, True, True, True, ROOT_CAPS),
+    # proxymap reads tables anywhere; proxywrite also updates them.
+    "maps": Profile("strict", "read-only", True, True, True, True, True, True, ROOT_CAPS),
+    "mapwrite": Profile("full", "read-only", True, True, True, True, True, True, ROOT_CAPS),
+    # postlogd appends to maillog_file.
+    "log": Profile("strict", "yes", True, True, True, True, True, False, ROOT_CAPS, writes=("maillog",)),
+    # virtual writes below virtual_mailbox_base as the virtual uid; runs no programs.
+    "virtual": Profile("strict", "yes", True, True, True, True, True, False, DELIVERY_CAPS, writes=("mailbox_base",)),
+    # local writes to homes and the spool and runs users' commands.
+    "local": Profile("full", "no", False, True, False, False, False, True, COMMAND_CAPS),
+    # pipe and spawn run arbitrary programs as arbitrary users.
+    "command": Profile("full", "no", False, False, False, False, False, True, COMMAND_CAPS, clock=False, namespaces=False),
+}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Host paths a profile may need to write."""
+
+    queue_directory: str
+    data_directory: str
+    runtime_directory: str = ""
+    maillog: str = ""  # maillog_file, when it is a plain file
+    mailbox_base: str = ""  # virtual_mailbox_base, when known
+
+
+def directives(
+    kind: str,
+    *,
+    owner: bool,
+    keep_chroot: bool,
+    paths: Paths,
+    mail_owner: str,
+    mail_group: str,
+    supplementary_groups: Iterable[str] = (),
+) -> list[tuple[str, str]]:
+    """[Service] settings for one daemon kind; ``owner`` selects the run model."""
+    prof = PROFILES[kind]
+    out: list[tuple[str, str]] = []
+    add = out.append
+    if owner:
+        add(("User", mail_owner))
+        add(("Group", mail_group))
+        groups = " ".join(supplementary_groups)
+        if groups:
+            add(("SupplementaryGroups", groups))
+    system, home, writable = _filesystem(prof, paths)
+    add(("ProtectSystem", system))
+    if writable:
+        add(("ReadWritePaths", " ".join(f"-{p}" for p in writable)))
+    add(("ProtectHome", home))
+    add(("PrivateTmp", _yn(prof.private_tmp)))
+    add(("PrivateDevices", _yn(prof.devices)))
+    if prof.syscalls:
+        add(("PrivateIPC", "yes"))
+        add(("PrivateMounts", "yes"))
+        add(("ProtectProc", "invisible"))
+        add(("ProcSubset", "pid"))
+    for name in ("ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
+                 "ProtectHostname", "LockPersonality", "RestrictRealtime"):
+        add((name, "yes"))
+    if prof.clock:
+        add(("ProtectClock", "yes"))
+    if prof.namespaces:
+        add(("RestrictNamespaces", "yes"))
+    add(("SystemCallArchitectures", "native"))
+    if prof.nnp:
+        add(("NoNewPrivileges", "yes"))
+        add(("RestrictSUIDSGID", "yes"))
+    if prof.mdwe:
+        add(("MemoryDenyWriteExecute", "yes"))
+    if kind != "command":
+        add(("RestrictAddressFamilies", POSTFIX_FAMILIES))
+    if not prof.ip:
+        add(("IPAddressDeny", "any"))
+    out.extend(_privileges(prof, owner=owner, keep_chroot=keep_chroot))
+    return out
+
+
+def _filesystem(prof: Profile, paths: Paths) -> tuple[str, str, list[str]]:
+    system, home = prof.system, prof.home
+    writable: list[str] = []
+    if system == "strict":
+        writable = [paths.queue_directory, paths.data_directory]
+    for name in prof.writes:
+        extra = getattr(paths, name)
+        if not extra:
+            # Unknown or non-file target: fall back to the looser setting, never break delivery.
+            system = "full"
+            continue
+        writable.append(extra)
+        if any(_below(extra, root) for root in _HOME_ROOTS):
+            home = "no"
+    return system, home, _unique(writable)
+
+
+def _privileges(prof: Profile, *, owner: bool, keep_chroot: bool) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if owner:
+        out.append(("CapabilityBoundingSet", ""))
+        out.append(("AmbientCapabilities", ""))
+    else:
+        caps = prof.caps + (("CAP_SYS_CHROOT",) if keep_chroot else ())
+        out.append(("CapabilityBoundingSet", " ".join(caps)))
+    if prof.syscalls:
+        out.append(("SystemCallFilter", "@system-service"))
+        if owner:
+            out.append(("SystemCallFilter", "~@privileged"))
+        elif keep_chroot:
+            out.append(("SystemCallFilter", "chroot"))
+        out.append(("SystemCallErrorNumber", "EPERM"))
+    return out
+
+
+def holder_directives(*, runtime_directory: str, queue_directory: str, data_directory: str) -> list[tuple[str, str]]:
+    """The per-instance status holder: root (it chowns lock files, holds master's locks), talks to PID 1."""
+    return [
+        ("ProtectSystem", "strict"),
+        ("ReadWritePaths", f"{runtime_directory} -{posixpath.join(queue_directory, 'pid')} -{data_directory}"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("SystemCallArchitectures", "native"),
+        ("RestrictAddressFamilies", "AF_UNIX"),
+        ("IPAddressDeny", "any"),
+        ("CapabilityBoundingSet", "CAP_CHOWN"),
+    ]
+
+
+def wakeup_directives(*, mail_owner: str, mail_group: str) -> list[tuple[str, str]]:
+    """postkick as mail_owner: it only connects to a socket or opens a FIFO."""
+    out = [("User", mail_owner), ("Group", mail_group)]
+    out.extend(d for d in directives("queue", owner=True, keep_chroot=False,
+                                     paths=Paths("", ""), mail_owner=mail_owner, mail_group=mail_group)
+               if d[0] not in ("User", "Group", "ProtectSystem", "ReadWritePaths"))
+    out.insert(2, ("ProtectSystem", "strict"))
+    return out
+
+
+def _yn(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _below(path: str, root: str) -> bool:
+    path = posixpath.normpath(path)
+    return path == root or path.startswith(root + "/")
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        if item and item not in seen:
+            seen.append(item)
+    return seen
+
+
+def writable_target(value: Optional[str]) -> str:
+    """An absolute directory from a main.cf value, or '' when it cannot be known offline."""
+    if not value or "$" in value or not value.startswith("/"):
+        return ""
+    return posixpath.normpath(value)

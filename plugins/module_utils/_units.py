@@ -1,0 +1,976 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""master.cf entries + main.cf facts -> systemd units for master-less Postfix.
+
+Private to the mailfleet.postfix collection; the API may change without notice.
+
+Every active master.cf entry becomes a ``.socket`` (its listener, created by
+systemd exactly where and how master(8) would create it) plus a ``.service``
+running the stock daemon, and a ``.timer`` for its ``wakeup`` column. Each
+instance gets one ``.target`` (start/stop the instance), one ``.slice``
+(accounting) and one status holder (see ``_bridge``).
+
+The ``DAEMONS`` table below decides, per daemon, how it runs:
+
+* ``ACCEPT``: ``Accept=yes`` socket, one ``<daemon> -S`` per connection. Only
+  single-server daemons (and pickup) can run stand-alone, and every start costs a
+  full daemon initialisation plus systemd bookkeeping (11.6x slower than master
+  for smtpd/cleanup/local under load), so only low-rate services use it.
+* ``POOL``: ``Accept=no`` socket and long-running workers started through the
+  bridge, which rebuilds master's file descriptors (flow pipe on 3/4, status on
+  5, listeners from 6). With maxproc != 1 the service is a template: ``@1`` is
+  socket-activated, the status holder starts ``@2..@maxproc`` while every worker
+  is busy and a client waits, and idle workers exit by themselves (max_idle).
+
+Differences from master's argv (everything else is built as master_ent.c does):
+``-u`` is left out where systemd starts the daemon as mail_owner, ``-c`` is left
+out unless ``chroot=postfix`` (chroot is expressed as sandboxing, see
+``_sandbox``), ``-S`` is added and ``-s`` dropped in ACCEPT mode.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+import socket
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from ._mastercf import Entry, MasterCf, MasterCfError, _extpar, render_entry
+from . import _sandbox
+
+ACCEPT = "accept"
+POOL = "pool"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    skeleton: str  # src/master/<skeleton>_server.c
+    flags: str  # S: solitary (maxproc 1), U: unlimited (maxproc 0), P: privileged (unpriv n)
+    mode: str  # ACCEPT or POOL
+    kind: str  # sandbox profile, _sandbox.PROFILES
+    owner: bool  # unpriv=y: systemd starts it as mail_owner (no -u, no capabilities)
+    persistent: bool = False  # runs from instance start on, never idles out
+    retire: bool = False  # calls setsid(): stop through the status channel, not SIGTERM
+
+
+D = Daemon
+# One row per daemon binary (postfix-facts §5, §10, §15). ``owner`` only where
+# pre-jail init needs nothing root-only (smtpd: see Instance.root_daemons).
+DAEMONS: dict[str, Daemon] = {
+    #                    skeleton   flags mode    kind       owner
+    "smtpd": D("single", "", POOL, "network", True),
+    "qmqpd": D("single", "", POOL, "network", False),
+    "pickup": D("trigger", "S", ACCEPT, "queue", True),
+    "cleanup": D("single", "U", POOL, "network", False),
+    "qmgr": D("trigger", "S", POOL, "queue", True, persistent=True),
+    "oqmgr": D("trigger", "S", POOL, "queue", True, persistent=True),
+    "nqmgr": D("trigger", "S", POOL, "queue", True, persistent=True),
+    "tlsmgr": D("multi", "S", POOL, "queue", False),
+    "trivial-rewrite": D("multi", "", POOL, "network", False),
+    "bounce": D("single", "U", POOL, "queue", False),
+    "verify": D("multi", "S", POOL, "queue", False, retire=True),
+    "flush": D("single", "U", ACCEPT, "network", False),
+    "proxymap": D("multi", "", POOL, "maps", False),
+    "smtp": D("single", "", POOL, "network", False),
+    "lmtp": D("single", "", POOL, "network", False),
+    "showq": D("single", "", ACCEPT, "queue", True),
+    "error": D("single", "", ACCEPT, "queue", True),
+    "discard": D("single", "", ACCEPT, "queue", True),
+    "local": D("single", "P", POOL, "local", False),
+    "virtual": D("single", "P", POOL, "virtual", False),
+    "pipe": D("single", "P", POOL, "command", False),
+    "spawn": D("single", "P", POOL, "command", False),
+    "anvil": D("multi", "S", POOL, "queue", True),
+    "scache": D("multi", "S", POOL, "queue", True),
+    "postlogd": D("dgram", "S", POOL, "log", False),
+    "postscreen": D("event", "S", POOL, "network", False, retire=True),
+    "dnsblog": D("single", "U", POOL, "network", False),
+    "tlsproxy": D("event", "U", POOL, "network", False),
+}
+# proxywrite (proxymap -n proxywrite) updates tables and protects them with setsid().
+PROXYWRITE = D("multi", "", POOL, "mapwrite", False, retire=True)
+
+SKELETON_TYPES = {
+    "single": ("inet", "unix", "pass"),
+    "multi": ("inet", "unix", "pass"),
+    "event": ("inet", "unix", "pass"),
+    "trigger": ("unix", "fifo", "pass"),
+    "dgram": ("unix-dgram",),
+}
+# Types a per-connection (Accept=yes) unit can serve; the rest always use the bridge.
+ACCEPT_TYPES = ("inet", "unix")
+TYPE_SLUG = {"inet": "inet", "unix": "unix", "unix-dgram": "dgram", "fifo": "fifo", "pass": "pass"}
+# Accept=yes with maxproc 0 ("no limit"): a bound so a flood cannot fork without end.
+UNLIMITED_CONNECTIONS = 1024
+DEFAULT_KNOWN_TCP_PORTS = "lmtp=24, smtp=25, smtps=submissions=465, submission=587"
+# Parameters the mapping reads; the generator asks postconf for exactly these.
+FACT_PARAMS = (
+    "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
+    "mail_owner", "setgid_group", "default_process_limit", "inet_interfaces", "inet_protocols",
+    "master_service_disable", "compatibility_level", "multi_instance_name", "known_tcp_ports",
+    "virtual_mailbox_base", "maillog_file", "max_use",
+)
+# smtpd reads these before it could drop privileges; as mail_owner it needs them readable.
+SECRET_PARAMS = (
+    "smtpd_tls_key_file", "smtpd_tls_cert_file", "smtpd_tls_dkey_file", "smtpd_tls_dcert_file",
+    "smtpd_tls_eckey_file", "smtpd_tls_eccert_file", "smtpd_tls_chain_files",
+)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What the mapping needs to know about one Postfix instance (main.cf facts + install paths)."""
+
+    name: str = "-"  # multi_instance_name; '-' (or '') is the primary instance
+    config_directory: str = "/etc/postfix"
+    queue_directory: str = "/var/spool/postfix"
+    data_directory: str = "/var/lib/postfix"
+    daemon_directory: str = "/usr/lib/postfix/sbin"
+    command_directory: str = "/usr/sbin"
+    mail_owner: str = "postfix"
+    mail_owner_group: str = ""  # the owner's primary group; defaults to mail_owner
+    setgid_group: str = "postdrop"
+    default_process_limit: int = 100
+    inet_interfaces: str = "all"
+    inet_protocols: str = "all"
+    master_service_disable: str = ""
+    compatibility_level: str = "3.6"
+    known_tcp_ports: str = DEFAULT_KNOWN_TCP_PORTS
+    virtual_mailbox_base: str = ""
+    maillog_file: str = ""
+    max_use: str = "100"
+    default_config_directory: str = "/etc/postfix"  # compiled-in; MAIL_CONFIG only when different
+    chroot: str = "sandbox"  # 'sandbox': chroot=y as systemd sandboxing; 'postfix': keep -c
+    # Daemons started as mail_owner read their pre-jail files (smtpd: TLS keys) as that user:
+    # the on-host code adds the groups that grant read access, or lists the daemon in
+    # root_daemons when no group does (it then starts as root and drops privileges itself).
+    supplementary_groups: tuple[str, ...] = ()
+    root_daemons: tuple[str, ...] = ()
+    master_units: tuple[str, ...] = ()  # units that run master for this instance (Conflicts=)
+    runtime_directory: str = "/run/mailfleet-postfix"
+    libexec_directory: str = "/usr/libexec/mailfleet-postfix"
+    python: str = "/usr/bin/python3"
+    source: str = ""  # master.cf path, for comments and messages
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **extra: Any) -> "Instance":
+        """Build from postconf output (strings) plus explicit install facts."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in params.items():
+            if key == "multi_instance_name":
+                values["name"] = str(value).strip() or "-"
+            elif key in known and value is not None:
+                values[key] = str(value).strip()
+        if "default_process_limit" in values:
+            values["default_process_limit"] = _atoi(values["default_process_limit"], 100)
+        values.update({k: v for k, v in extra.items() if v is not None})
+        for key in ("supplementary_groups", "master_units", "root_daemons"):
+            if isinstance(values.get(key), (list, str)):
+                items = values[key].split() if isinstance(values[key], str) else values[key]
+                values[key] = tuple(items)
+        return cls(**values)
+
+    @property
+    def short_name(self) -> str:
+        """Instance name in paths: 'default' for the primary, 'out' for postfix-out."""
+        name = self.name.strip()
+        if name in ("", "-"):
+            return "default"
+        if name.startswith("postfix-") and len(name) > len("postfix-"):
+            name = name[len("postfix-"):]
+        if not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", name):
+            raise MasterCfError(f"instance name '{self.name}' cannot be used in unit and file names", path=self.source or "main.cf",
+                                field_name="multi_instance_name", value=self.name)
+        return name
+
+    @property
+    def prefix(self) -> str:
+        return "postfix-" + escape(self.short_name)
+
+    @property
+    def group(self) -> str:
+        return self.mail_owner_group or self.mail_owner
+
+    @property
+    def run_dir(self) -> str:
+        return posixpath.join(self.runtime_directory, self.short_name)
+
+    @property
+    def holder_socket(self) -> str:
+        return posixpath.join(self.run_dir, "holder.sock")
+
+    @property
+    def flow_fifo(self) -> str:
+        return posixpath.join(self.run_dir, "flow")
+
+    @property
+    def stamp_dir(self) -> str:
+        return posixpath.join(self.run_dir, "used")
+
+    @property
+    def bridge(self) -> str:
+        return posixpath.join(self.libexec_directory, "bridge")
+
+    @property
+    def target(self) -> str:
+        return self.prefix + ".target"
+
+    @property
+    def slice(self) -> str:
+        return self.prefix + ".slice"
+
+    @property
+    def holder(self) -> str:
+        return self.prefix + "-holder"
+
+    @property
+    def mail_config(self) -> Optional[str]:
+        if posixpath.normpath(self.config_directory) == posixpath.normpath(self.default_config_directory):
+            return None
+        return self.config_directory
+
+    @property
+    def debian_name(self) -> str:
+        return "-" if self.name in ("", "-") else self.name
+
+
+Resolver = Callable[[str], list[str]]
+PortResolver = Callable[[str], int]
+
+
+@dataclass
+class Listener:
+    """Where one entry listens, as systemd socket settings and as master would count it."""
+
+    kind: str  # ListenStream, ListenDatagram, ListenFIFO
+    addresses: list[str]  # systemd address strings
+    local_only: bool
+    identity: list[tuple[str, ...]]  # for conflict detection
+    public: bool = False
+
+
+@dataclass
+class ServicePlan:
+    """How one master.cf entry is run."""
+
+    service: str
+    type: str
+    line: int
+    command: str
+    mode: str
+    base: str  # unit name stem
+    units: list[str]
+    argv: list[str]  # what the daemon gets (argv[0] first)
+    master_argv: list[str]  # what master(8) would have given it
+    run_as: str  # 'mail_owner' or 'root'
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class UnitSet:
+    """Unit file name -> content, plus the .wants links a generator must create."""
+
+    instance: Instance
+    units: dict[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # link path (relative) -> unit name
+    services: list[ServicePlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- names and escaping
+
+
+def escape(text: str) -> str:
+    """systemd-escape(1) without --path: '/' -> '-', anything odd (and '-') -> \\xNN.
+
+    ':' is escaped too although unit names may contain it: systemd-analyze verify
+    (252) refuses such file names ("Couldn't process aliases").
+    """
+    out = []
+    for pos, char in enumerate(text):
+        if char == "/":
+            out.append("-")
+        elif (char.isascii() and char.isalnum()) or char == "_" or (char == "." and pos > 0):
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return "".join(out)
+
+
+def unit_base(instance: Instance, service: str, kind: str) -> str:
+    return f"{instance.prefix}-{escape(service)}-{TYPE_SLUG[kind]}"
+
+
+def exec_quote(arg: str) -> str:
+    """One argv element for ExecStart=: no expansion of $VAR, %spec, quotes or escapes."""
+    out = []
+    for char in arg:
+        if char in "\\\"'":
+            out.append("\\" + char)
+        elif char == "%":
+            out.append("%%")
+        elif char == "$":
+            out.append("$$")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    text = "".join(out)
+    if text == ";":
+        return "\\;"
+    if text == "" or " " in text:
+        return f'"{text}"'
+    return text
+
+
+def _env_quote(assignment: str) -> str:
+    return '"' + assignment.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
+def _unit_quote(value: str) -> str:
+    """A unit name or path in a dependency list: only specifiers need care."""
+    return value.replace("%", "%%")
+
+
+# --------------------------------------------------------------------------- master.cf fields
+
+
+def _atoi(text: str, default: int) -> int:
+    match = re.match(r"\s*(\d+)", str(text))
+    return int(match.group(1)) if match else default
+
+
+def _compat_below_1(level: str) -> bool:
+    match = re.match(r"\s*(\d+)", level or "")
+    return bool(match) and int(match.group(1)) < 1
+
+
+def maxproc_of(entry: Entry, instance: Instance) -> int:
+    value = entry.parsed.fields["maxproc"]
+    return instance.default_process_limit if value == "-" else _atoi(value, 0)
+
+
+def flag_of(entry: Entry, name: str, instance: Instance) -> bool:
+    value = entry.parsed.fields[name]
+    if value != "-":
+        return value == "y"
+    if name == "chroot":
+        return _compat_below_1(instance.compatibility_level)
+    return True
+
+
+def wakeup_of(entry: Entry) -> tuple[int, bool]:
+    """(seconds, conditional): master reads the leading digits; a trailing '?' waits for first use."""
+    value = entry.parsed.fields["wakeup"]
+    if value == "-":
+        return 0, False
+    seconds = _atoi(value, 0)
+    return seconds, seconds > 0 and value.endswith("?")
+
+
+def raw_args(entry: Entry) -> list[str]:
+    """Arguments after the command exactly as master passes them (braces stripped per token)."""
+    out = []
+    for tok in entry.parsed.tokens[8:]:
+        out.append(_extpar(tok.text) if tok.text.startswith("{") else tok.text)
+    return out
+
+
+def _master_head(entry: Entry, instance: Instance, *, listen_count: int, local_only: bool) -> list[str]:
+    """argv[0] and the options master adds, in master_ent.c's order."""
+    fields_ = entry.parsed.fields
+    command, service = fields_["command"], fields_["service"]
+    maxproc = maxproc_of(entry, instance)
+    head = [command]
+    if maxproc == 1:
+        head.append("-l")
+    if maxproc == 0:
+        head.append("-z")
+    if posixpath.basename(command) != service:
+        head += ["-n", service]
+    head += ["-t", fields_["type"]]
+    if flag_of(entry, "unpriv", instance):
+        head.append("-u")
+    if flag_of(entry, "chroot", instance):
+        head.append("-c")
+    if not local_only and maxproc > 1:
+        head += ["-o", "stress="]
+    if listen_count > 1:
+        head += ["-s", str(listen_count)]
+    return head
+
+
+def master_argv(entry: Entry, instance: Instance, *, listen_count: int = 1, local_only: bool = True) -> list[str]:
+    """The argv master(8) builds for this entry (master_ent.c:get_master_ent())."""
+    return _master_head(entry, instance, listen_count=listen_count, local_only=local_only) + raw_args(entry)
+
+
+def daemon_for(entry: Entry) -> Daemon:
+    fields_ = entry.parsed.fields
+    name = posixpath.basename(fields_["command"])
+    daemon = DAEMONS.get(name)
+    if daemon is None:
+        known = ", ".join(sorted(DAEMONS))
+        raise _error(entry, f"daemon '{fields_['command']}' is not a Postfix daemon this mapping knows ({known})",
+                     "command")
+    if name == "proxymap" and "proxywrite" in (fields_["service"], _option_n(entry)):
+        return PROXYWRITE
+    return daemon
+
+
+def _option_n(entry: Entry) -> str:
+    args = raw_args(entry)
+    for pos, arg in enumerate(args[:-1]):
+        if arg == "-n":
+            return args[pos + 1]
+    return ""
+
+
+def _error(entry: Entry, message: str, field_name: Optional[str] = None) -> MasterCfError:
+    where = f"'{entry.parsed.fields['service']} {entry.parsed.fields['type']}': "
+    return MasterCfError(where + message, path=entry.path, line=entry.first_line, field_name=field_name,
+                         value=entry.parsed.fields.get(field_name or "", None))
+
+
+def check_entry(entry: Entry, daemon: Daemon, instance: Instance) -> None:
+    """Refuse what the daemon would refuse at run time (skeleton type and -l/-z/-u rules)."""
+    fields_ = entry.parsed.fields
+    kind, name = fields_["type"], posixpath.basename(fields_["command"])
+    allowed = SKELETON_TYPES[daemon.skeleton]
+    if kind not in allowed:
+        raise _error(entry, f"{name} ({daemon.skeleton} server) cannot serve type '{kind}'; it serves "
+                     + ", ".join(allowed), "type")
+    maxproc = maxproc_of(entry, instance)
+    if "S" in daemon.flags and maxproc != 1:
+        raise _error(entry, f"{name} requires a process limit of 1 (maxproc is {fields_['maxproc']})", "maxproc")
+    if "U" in daemon.flags and maxproc != 0:
+        raise _error(entry, f"{name} requires a process limit of 0 (maxproc is {fields_['maxproc']})", "maxproc")
+    if "P" in daemon.flags and flag_of(entry, "unpriv", instance):
+        raise _error(entry, f"{name} requires privileged operation (unpriv must be n)", "unpriv")
+
+
+# --------------------------------------------------------------------------- listeners
+
+
+def _protocols(value: str) -> list[int]:
+    words = set(re.split(r"[\s,]+", value.strip().lower())) - {""}
+    if "all" in words:
+        return [4, 6]
+    return [v for v, word in ((4, "ipv4"), (6, "ipv6")) if word in words]
+
+
+def _ports(instance: Instance) -> dict[str, int]:
+    table: dict[str, int] = {}
+    for group in re.split(r"[\s,]+", instance.known_tcp_ports or ""):
+        parts = group.split("=")
+        if len(parts) > 1 and parts[-1].isdigit():
+            for name in parts[:-1]:
+                table[name] = int(parts[-1])
+    return table
+
+
+def default_resolver(host: str) -> list[str]:
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return [str(info[4][0]) for info in infos]
+
+
+def default_port_resolver(name: str) -> int:
+    return socket.getservbyname(name, "tcp")
+
+
+def _split_host_port(service: str) -> tuple[str, str]:
+    if service.startswith("["):
+        host, _, port = service[1:].partition("]:")
+        return host, port
+    host, sep, port = service.rpartition(":")
+    return (host, port) if sep else ("", service)
+
+
+def _numeric(host: str) -> Optional[ipaddress._BaseAddress]:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _resolve(host: str, resolver: Resolver) -> list[ipaddress._BaseAddress]:
+    numeric = _numeric(host)
+    if numeric is not None:
+        return [numeric]
+    found = []
+    for addr in resolver(host):
+        parsed = _numeric(addr.split("%")[0])
+        if parsed is not None and parsed not in found:
+            found.append(parsed)
+    return found
+
+
+def inet_listener(entry: Entry, instance: Instance, resolver: Resolver, port_resolver: PortResolver) -> Listener:
+    service = entry.parsed.fields["service"]
+    host, port_text = _split_host_port(service)
+    families = _protocols(instance.inet_protocols)
+    if port_text.isdigit():
+        port = int(port_text)
+    elif port_text in _ports(instance):
+        port = _ports(instance)[port_text]
+    else:
+        try:
+            port = port_resolver(port_text)
+        except OSError as exc:
+            raise _error(entry, f"unknown TCP service '{port_text}' ({exc})", "service") from exc
+    addrs: list[ipaddress._BaseAddress] = []
+    if host:
+        try:
+            addrs = _resolve(host, resolver)
+        except OSError as exc:
+            raise _error(entry, f"cannot resolve host '{host}' ({exc})", "service") from exc
+    else:
+        interfaces = [w for w in re.split(r"[\s,]+", instance.inet_interfaces.strip()) if w]
+        for word in interfaces or ["all"]:
+            if word.lower() == "all":
+                addrs += [ipaddress.ip_address("0.0.0.0" if v == 4 else "::") for v in families]
+            elif word.lower() == "loopback-only":
+                addrs += [ipaddress.ip_address("127.0.0.1" if v == 4 else "::1") for v in families]
+            else:
+                try:
+                    addrs += _resolve(word, resolver)
+                except OSError as exc:
+                    raise _error(entry, f"cannot resolve inet_interfaces address '{word}' ({exc})", "service") from exc
+    addrs = [a for i, a in enumerate(addrs) if a.version in families and a not in addrs[:i]]
+    if not addrs:
+        raise _error(entry, f"no listen address for '{service}' with inet_interfaces = {instance.inet_interfaces} "
+                     f"and inet_protocols = {instance.inet_protocols}", "service")
+    strings = [f"[{a}]:{port}" if a.version == 6 else f"{a}:{port}" for a in addrs]
+    identity = [("inet", str(a.version), str(a), str(port)) for a in addrs]
+    return Listener("ListenStream", strings, all(a.is_loopback for a in addrs), identity)
+
+
+def local_listener(entry: Entry, instance: Instance) -> Listener:
+    fields_ = entry.parsed.fields
+    public = fields_["private"] == "n"
+    path = posixpath.join(instance.queue_directory, "public" if public else "private", fields_["service"])
+    kind = {"unix-dgram": "ListenDatagram", "fifo": "ListenFIFO"}.get(fields_["type"], "ListenStream")
+    # pass services hand remote clients over: never local-only (postfix-facts §1.6).
+    return Listener(kind, [path], fields_["type"] != "pass", [("path", path)], public=public)
+
+
+def _check_conflicts(plans: list[tuple[Entry, Listener]]) -> None:
+    seen: dict[tuple[str, ...], Entry] = {}
+    for entry, listener in plans:
+        for ident in listener.identity:
+            clashes = [ident]
+            if ident[0] == "inet":
+                wildcard = "0.0.0.0" if ident[1] == "4" else "::"
+                if ident[2] == wildcard:
+                    clashes += [k for k in seen if k[0] == "inet" and k[1] == ident[1] and k[3] == ident[3]]
+                else:
+                    clashes.append(("inet", ident[1], wildcard, ident[3]))
+            for key in clashes:
+                other = seen.get(key)
+                if other is not None:
+                    what = f"port {ident[3]}" if ident[0] == "inet" else ident[1]
+                    raise _error(entry, f"listens on {what} like the entry at line {other.first_line} "
+                                 f"('{other.service} {other.type}'); two listeners cannot share it", "service")
+            seen[ident] = entry
+
+
+# --------------------------------------------------------------------------- master_service_disable
+
+
+def disabled(entry: Entry, instance: Instance) -> bool:
+    """master_service_disable (and inet without any protocol) as set_master_ent() applies it."""
+    fields_ = entry.parsed.fields
+    kind, name = fields_["type"], fields_["service"]
+    if kind == "inet" and not _protocols(instance.inet_protocols):
+        return True
+    for word in re.split(r"[\s,]+", instance.master_service_disable.strip()):
+        if not word:
+            continue
+        negate = word.startswith("!")
+        word = word.lstrip("!")
+        pname, sep, ptype = word.rpartition("/") if "/" in word else word.rpartition(".")
+        if (sep and pname == name and ptype == kind) or (not sep and word == kind):
+            return not negate
+    return False
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_unit(sections: Sequence[tuple[str, Sequence[tuple[str, str]]]], *, header: str = "") -> str:
+    out = [f"# {line}".rstrip() for line in header.splitlines()]
+    for name, items in sections:
+        if out:
+            out.append("")
+        out.append(f"[{name}]")
+        out.extend(f"{key}={value}" for key, value in items)
+    return "\n".join(out) + "\n"
+
+
+def _header(instance: Instance, entry: Optional[Entry] = None) -> str:
+    source = instance.source or "master.cf"
+    if entry is None:
+        return f"Generated by mailfleet.postfix from {source}; edit master.cf, not this file."
+    return f"Generated by mailfleet.postfix from {source} line {entry.first_line}; edit master.cf, not this file."
+
+
+def _env(instance: Instance) -> list[tuple[str, str]]:
+    # master.c: clean_env(import_environment) sets LANG=C; MAIL_CONFIG selects the instance.
+    out = [("Environment", "LANG=C")]
+    if instance.mail_config:
+        out.append(("Environment", _env_quote(f"MAIL_CONFIG={instance.mail_config}")))
+    return out
+
+
+# --------------------------------------------------------------------------- the mapping
+
+
+EntryLike = Union[Entry, Mapping[str, Any]]
+
+
+def as_entries(items: Union[str, MasterCf, Iterable[EntryLike]], *, path: str = "master.cf") -> list[Entry]:
+    """Active entries from master.cf text, a parsed document, or master_cf_parse dicts."""
+    if isinstance(items, str):
+        return MasterCf.parse(items, path=path).entries(enabled=True)
+    if isinstance(items, MasterCf):
+        return items.entries(enabled=True)
+    out: list[Entry] = []
+    for item in items:
+        if isinstance(item, Entry):
+            if item.enabled:
+                out.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise MasterCfError(f"expected a master.cf entry (mapping), got {type(item).__name__}", path=path)
+        if item.get("kind", "entry") != "entry" or item.get("enabled") is False:
+            continue
+        text = item.get("raw") or render_entry(item)
+        doc = MasterCf.parse(text, path=path)
+        found = doc.entries(enabled=True)
+        if len(found) != 1:
+            raise MasterCfError(f"entry text '{text.strip()}' is not exactly one active entry", path=path,
+                                line=item.get("line"))
+        entry = found[0]
+        entry.first_line = int(item.get("line") or 1)
+        entry._invalidate()
+        out.append(entry)
+    return out
+
+
+def build_units(
+    items: Union[str, MasterCf, Iterable[EntryLike]],
+    instance: Instance = Instance(),
+    *,
+    resolver: Resolver = default_resolver,
+    port_resolver: PortResolver = default_port_resolver,
+) -> UnitSet:
+    """The whole unit set for one instance; raises MasterCfError (and builds nothing) on bad input."""
+    entries = as_entries(items, path=instance.source or "master.cf")
+    result = UnitSet(instance=instance)
+    prepared: list[tuple[Entry, Daemon, Listener]] = []
+    for entry in entries:
+        entry.validate()
+        if disabled(entry, instance):
+            continue
+        daemon = daemon_for(entry)
+        check_entry(entry, daemon, instance)
+        if entry.type == "inet":
+            listener = inet_listener(entry, instance, resolver, port_resolver)
+        else:
+            listener = local_listener(entry, instance)
+        prepared.append((entry, daemon, listener))
+    _check_conflicts([(e, listener) for e, _, listener in prepared])
+    wants: list[str] = [instance.holder + ".socket"]
+    for entry, daemon, listener in prepared:
+        wants += _entry_units(result, _plan(instance, entry, daemon, listener))
+    _instance_units(result, wants)
+    return result
+
+
+@dataclass
+class _Plan:
+    """Everything decided about one entry before rendering."""
+
+    entry: Entry
+    daemon: Daemon
+    listener: Listener
+    base: str
+    mode: str
+    maxproc: int
+    owner: bool
+    keep_chroot: bool
+    head: list[str]  # argv[0] and our options
+    args: list[str]  # master.cf arguments
+    stamp: str  # '?' wakeup: file that says the service was used
+
+    @property
+    def template(self) -> bool:
+        return self.mode == ACCEPT or self.maxproc != 1
+
+    @property
+    def service_unit(self) -> str:
+        return f"{self.base}@.service" if self.template else f"{self.base}.service"
+
+    @property
+    def first(self) -> str:
+        """The unit the socket activates (pools: worker 1)."""
+        return f"{self.base}@1.service" if self.template and self.mode == POOL else self.service_unit
+
+
+def _plan(instance: Instance, entry: Entry, daemon: Daemon, listener: Listener) -> _Plan:
+    kind = entry.type
+    owner = (daemon.owner and flag_of(entry, "unpriv", instance)
+             and posixpath.basename(entry.parsed.fields["command"]) not in instance.root_daemons)
+    keep_chroot = instance.chroot == "postfix" and not owner and flag_of(entry, "chroot", instance)
+    mode = daemon.mode if kind in ACCEPT_TYPES else POOL
+    head = _master_head(entry, instance, listen_count=len(listener.addresses), local_only=listener.local_only)
+    base = unit_base(instance, entry.service, kind)
+    _, conditional = wakeup_of(entry)
+    return _Plan(
+        entry=entry, daemon=daemon, listener=listener, base=base, mode=mode,
+        maxproc=maxproc_of(entry, instance), owner=owner, keep_chroot=keep_chroot,
+        head=_our_head(head, owner=owner, keep_chroot=keep_chroot, accept=mode == ACCEPT),
+        args=raw_args(entry), stamp=posixpath.join(instance.stamp_dir, base) if conditional else "",
+    )
+
+
+def _entry_units(result: UnitSet, plan: _Plan) -> list[str]:
+    instance, entry = result.instance, plan.entry
+    result.units[f"{plan.base}.socket"] = _socket_unit(instance, plan)
+    result.units[plan.service_unit] = _service_unit(instance, plan)
+    wants = [f"{plan.base}.socket"]
+    if plan.daemon.persistent:
+        wants.append(plan.first)
+    units = [f"{plan.base}.socket", plan.service_unit]
+    seconds, _ = wakeup_of(entry)
+    if seconds > 0:
+        timer = _wakeup_units(result, plan, seconds)
+        if timer:
+            wants.append(timer)
+            units += [timer, timer[: -len(".timer")] + ".service"]
+    faithful = master_argv(entry, instance, listen_count=len(plan.listener.addresses),
+                           local_only=plan.listener.local_only)
+    result.services.append(ServicePlan(
+        service=entry.service, type=entry.type, line=entry.first_line, command=entry.parsed.fields["command"],
+        mode=plan.mode, base=plan.base, units=units, argv=plan.head + plan.args, master_argv=faithful,
+        run_as="mail_owner" if plan.owner else "root",
+    ))
+    return wants
+
+
+def _our_head(head: list[str], *, owner: bool, keep_chroot: bool, accept: bool) -> list[str]:
+    """master's options minus what systemd does instead (see the module docstring)."""
+    out = [head[0]] + (["-S"] if accept else [])
+    pos = 1
+    while pos < len(head):
+        arg = head[pos]
+        if arg in ("-n", "-t", "-o"):
+            out += head[pos:pos + 2]
+            pos += 1
+        elif arg == "-s":
+            if not accept:
+                out += head[pos:pos + 2]
+            pos += 1
+        elif not ((arg == "-u" and owner) or (arg == "-c" and not keep_chroot)):
+            out.append(arg)
+        pos += 1
+    return out
+
+
+def _socket_unit(instance: Instance, plan: _Plan) -> str:
+    entry, listener = plan.entry, plan.listener
+    unit = [("Description", f"Postfix {instance.short_name}: {entry.service}/{entry.type} listener"),
+            ("Documentation", "man:master(5)"),
+            ("PartOf", instance.target),
+            ("StartLimitIntervalSec", "0")]
+    sock: list[tuple[str, str]] = [(listener.kind, _unit_quote(a)) for a in listener.addresses]
+    if entry.type == "inet":
+        if any(a.startswith("[") for a in listener.addresses):
+            sock.append(("BindIPv6Only", "ipv6-only"))
+        if not any(a.startswith(("0.0.0.0:", "[::]:")) for a in listener.addresses):
+            sock.append(("FreeBind", "yes"))  # master binds at start; systemd may be earlier than the address
+    else:
+        group = instance.setgid_group if listener.public else instance.group
+        sock += [("SocketUser", instance.mail_owner), ("SocketGroup", group),
+                 ("SocketMode", "0622" if entry.type == "fifo" else "0666"), ("RemoveOnStop", "yes")]
+    if listener.kind == "ListenStream":
+        sock.append(("Backlog", str(max(plan.maxproc, instance.default_process_limit))))
+    if plan.mode == ACCEPT:
+        sock += [("Accept", "yes"), ("MaxConnections", str(plan.maxproc or UNLIMITED_CONNECTIONS))]
+    else:
+        sock.append(("Service", _unit_quote(plan.first)))
+    # systemd's default (200 activations in 2 s) disables a busy socket for good.
+    sock.append(("TriggerLimitIntervalSec", "0"))
+    return render_unit([("Unit", unit), ("Socket", sock)], header=_header(instance, entry))
+
+
+def _service_unit(instance: Instance, plan: _Plan) -> str:
+    entry, daemon = plan.entry, plan.daemon
+    command = entry.parsed.fields["command"]
+    name = posixpath.basename(command)
+    path = posixpath.join(instance.daemon_directory, command)
+    unit = [("Description", f"Postfix {instance.short_name}: {entry.service}/{entry.type} ({name})"),
+            ("Documentation", f"man:{name}(8)"),
+            ("PartOf", instance.target),
+            ("StartLimitIntervalSec", "0"),  # Postfix daemons exit by design (max_use, max_idle)
+            ("Requires", f"{plan.base}.socket"),
+            ("After", f"{plan.base}.socket")]
+    if plan.template:
+        unit.append(("CollectMode", "inactive-or-failed"))  # failed instances must not pile up
+    svc: list[tuple[str, str]] = [("Type", "exec"), ("Slice", instance.slice)]
+    argv = " ".join(exec_quote(w) for w in plan.head + plan.args)
+    if plan.mode == ACCEPT:
+        svc += [("ExecStart", f"@{exec_quote(path)} {argv}"),
+                ("StandardInput", "socket"), ("StandardOutput", "socket"), ("StandardError", "journal")]
+        if plan.stamp:
+            svc.append(("ExecStartPre", f"+/usr/bin/touch {exec_quote(plan.stamp)}"))
+    else:
+        unit += [("Requires", instance.holder + ".socket"), ("After", instance.holder + ".socket")]
+        bridge = [instance.python, "-I", "-S", instance.bridge, "run", "--holder", instance.holder_socket,
+                  "--flow", instance.flow_fifo, "--maxproc", str(plan.maxproc)]
+        if plan.template and daemon.skeleton == "single":
+            # One status TAKEN per client: the holder can tell when max_use ends a worker.
+            bridge += ["--max-use", str(_atoi(_effective(entry, instance, "max_use"), 100))]
+        if plan.stamp:
+            bridge += ["--stamp", plan.stamp]
+        lock = _lock_name(plan)
+        if lock:
+            bridge += ["--lock", lock]
+        words = " ".join(exec_quote(w) for w in bridge)
+        svc.append(("ExecStart", f"{words} --unit %n -- {exec_quote(path)} {argv}"))
+        if daemon.retire:
+            retire = [instance.python, "-I", "-S", instance.bridge, "retire", "--holder", instance.holder_socket]
+            svc.append(("ExecStop", " ".join(exec_quote(w) for w in retire) + " --pid $MAINPID"))
+        if plan.template:
+            # Sockets= (unlike Wants=, Service=, Unit=) C-unescapes its value: double the backslashes.
+            svc.append(("Sockets", f"{plan.base}.socket".replace("\\", "\\\\")))
+        # Idle and max_use exits are clean (0): the socket starts the next worker.
+        svc += [("Restart", "always" if daemon.persistent else "on-failure"), ("RestartSec", "1s")]
+    # cwd: non-solitary daemons open pid/<type>.<name> relative to it before chdir().
+    svc += [("WorkingDirectory", instance.queue_directory), ("UMask", "0077"), ("SuccessExitStatus", "15")]
+    svc += _env(instance)
+    svc += _sandbox.directives(daemon.kind, owner=plan.owner, keep_chroot=plan.keep_chroot,
+                               paths=_paths(instance, entry), mail_owner=instance.mail_owner,
+                               mail_group=instance.group,
+                               supplementary_groups=instance.supplementary_groups if plan.owner else ())
+    return render_unit([("Unit", unit), ("Service", svc)], header=_header(instance, entry))
+
+
+def _paths(instance: Instance, entry: Entry) -> _sandbox.Paths:
+    maillog = _effective(entry, instance, "maillog_file")
+    log_dir = posixpath.dirname(maillog) if maillog.startswith("/") and not maillog.startswith("/dev/") else ""
+    return _sandbox.Paths(
+        queue_directory=instance.queue_directory,
+        data_directory=instance.data_directory,
+        maillog=_sandbox.writable_target(log_dir),
+        mailbox_base=_sandbox.writable_target(_effective(entry, instance, "virtual_mailbox_base")),
+    )
+
+
+def _lock_name(plan: _Plan) -> str:
+    """pid/<type>.<service>: the select-collision lock a non-solitary worker opens as itself."""
+    argv = plan.head
+    if not plan.owner or plan.daemon.skeleton == "multi" or "-l" in argv or "-S" in argv:
+        return ""
+    name, kind = posixpath.basename(argv[0]), ""
+    for pos, arg in enumerate(argv[:-1]):
+        if arg == "-n":
+            name = argv[pos + 1]
+        elif arg == "-t":
+            kind = argv[pos + 1]
+    return f"pid/{kind}.{name}"
+
+
+def _effective(entry: Entry, instance: Instance, param: str) -> str:
+    """A parameter as this service sees it: its -o override, else main.cf."""
+    options = entry.options
+    if param in options:
+        return options[param]
+    return str(getattr(instance, param, "") or "")
+
+
+def _wakeup_units(result: UnitSet, plan: _Plan, seconds: int) -> str:
+    instance, entry = result.instance, plan.entry
+    kind, service = entry.type, entry.service
+    if kind == "unix-dgram":
+        result.warnings.append(f"{entry.path} line {entry.first_line}: wakeup on a unix-dgram service is not "
+                               "supported by Postfix either (master logs EOPNOTSUPP); no timer")
+        return ""
+    if kind == "pass":
+        raise _error(entry, "a wakeup for a pass service cannot be expressed: a pass service accepts only "
+                     "handed-over client connections", "wakeup")
+    if kind == "inet":
+        command = [instance.python, "-I", "-S", instance.bridge, "kick", "--inet", plan.listener.addresses[0]]
+    else:
+        command = [posixpath.join(instance.command_directory, "postkick"),
+                   "public" if entry.parsed.fields["private"] == "n" else "private", service, "W"]
+    unit = [("Description", f"Postfix {instance.short_name}: wake up {service}/{kind} every {seconds}s"),
+            ("Documentation", "man:master(5) man:postkick(1)"),
+            ("PartOf", instance.target),
+            ("After", f"{plan.base}.socket")]
+    svc: list[tuple[str, str]] = [("Type", "oneshot"), ("Slice", instance.slice)]
+    if plan.stamp:
+        # '?': master arms this timer only after the service's first process was spawned.
+        svc.append(("ExecCondition", f"/usr/bin/test -e {exec_quote(plan.stamp)}"))
+    svc.append(("ExecStart", " ".join(exec_quote(w) for w in command)))
+    svc += _env(instance)
+    svc += _sandbox.wakeup_directives(mail_owner=instance.mail_owner, mail_group=instance.group)
+    # master wakes the service at start and then every <wakeup> seconds.
+    timer = [("OnActiveSec", "1s"), ("OnUnitActiveSec", f"{seconds}s"), ("AccuracySec", "1s"),
+             ("Unit", f"{plan.base}-wakeup.service")]
+    header = _header(instance, entry)
+    result.units[f"{plan.base}-wakeup.service"] = render_unit([("Unit", unit), ("Service", svc)], header=header)
+    result.units[f"{plan.base}-wakeup.timer"] = render_unit([("Unit", unit[:3]), ("Timer", timer)], header=header)
+    return f"{plan.base}-wakeup.timer"
+
+
+def _instance_units(result: UnitSet, wants: list[str]) -> None:
+    instance = result.instance
+    name = instance.short_name
+    header = _header(instance)
+    result.units[instance.slice] = render_unit(
+        [("Unit", [("Description", f"Postfix instance {name}"), ("Documentation", "man:postfix(1)")]),
+         ("Slice", [])], header=header)
+    result.units[instance.holder + ".socket"] = render_unit(
+        [("Unit", [("Description", f"Postfix {name}: status holder socket"), ("PartOf", instance.target)]),
+         ("Socket", [("ListenSequentialPacket", instance.holder_socket), ("SocketUser", "root"),
+                     ("SocketGroup", instance.group), ("SocketMode", "0660"), ("DirectoryMode", "0755"),
+                     ("RemoveOnStop", "yes"), ("TriggerLimitIntervalSec", "0")])], header=header)
+    holder = [instance.python, "-I", "-S", instance.bridge, "holder", "--flow", instance.flow_fifo,
+              "--stamps", instance.stamp_dir, "--queue-directory", instance.queue_directory,
+              "--data-directory", instance.data_directory, "--owner", instance.mail_owner,
+              "--group", instance.group, "--target", instance.target]
+    service = [("Type", "exec"), ("Slice", instance.slice),
+               ("ExecStart", " ".join(exec_quote(w) for w in holder)),
+               # postfix reload sends SIGHUP too (pid/master.pid): regenerate, then retire daemons.
+               ("ExecReload", "/bin/kill -HUP $MAINPID"),
+               # SIGTERM means "postfix stop" (stop the instance); systemd's own stop is SIGUSR1.
+               ("KillSignal", "SIGUSR1"),
+               ("Restart", "always"), ("RestartSec", "1s"), ("UMask", "0022")]
+    service += _sandbox.holder_directives(runtime_directory=instance.run_dir, queue_directory=instance.queue_directory,
+                                          data_directory=instance.data_directory)
+    result.units[instance.holder + ".service"] = render_unit(
+        [("Unit", [("Description", f"Postfix {name}: status holder (drains daemon status, grows pools)"),
+                   ("PartOf", instance.target), ("StartLimitIntervalSec", "0"),
+                   ("Requires", instance.holder + ".socket"), ("After", instance.holder + ".socket")]
+          # It holds copies of the pools' listeners: stop it before they are closed and bound again.
+          + [("After", _unit_quote(w)) for w in wants if w.endswith(".socket") and w != instance.holder + ".socket"]),
+         ("Service", service)], header=header)
+    unit = [("Description", f"Postfix mail system, instance {name} (master-less)"),
+            ("Documentation", "man:postfix(1) man:master(5)"),
+            ("Wants", "network-online.target"),
+            ("After", "network-online.target nss-lookup.target")]
+    unit += [("Wants", _unit_quote(w)) for w in wants]
+    # Never two supervisors for one queue: starting the distribution's master unit stops this target.
+    conflicts = instance.master_units or (f"postfix@{instance.debian_name}.service",)
+    unit += [("Conflicts", _unit_quote(c)) for c in conflicts]
+    result.units[instance.target] = render_unit(
+        [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])], header=header)
+    result.links[f"multi-user.target.wants/{instance.target}"] = instance.target

@@ -1,0 +1,468 @@
+"""The fd bridge and status holder, with real file descriptors and processes (no systemd needed).
+
+systemd socket activation is emulated: a tiny launcher puts the listening sockets on
+fds 3.. and sets LISTEN_PID/LISTEN_FDS before exec'ing the bridge, which execs a fake
+daemon that reports what it got on fds 3-7, its cwd and umask, and then behaves like
+a Postfix server skeleton on the status channel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import grp
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _bridge
+
+BRIDGE = Path(_bridge.__file__)
+PYTHON = sys.executable
+
+FAKE_DAEMON = r'''
+import fcntl, json, os, select, socket, stat, struct, sys, time
+report = {"argv": sys.argv, "pid": os.getpid(), "cwd": os.getcwd()}
+mask = os.umask(0); os.umask(mask); report["umask"] = mask
+report["env"] = {k: v for k, v in os.environ.items() if k.startswith("LISTEN_")}
+fds = {}
+for fd in range(3, 12):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        continue
+    info = {"fifo": stat.S_ISFIFO(st.st_mode), "sock": stat.S_ISSOCK(st.st_mode), "ino": st.st_ino,
+            "nonblock": bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK),
+            "cloexec": bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)}
+    if info["sock"]:
+        s = socket.socket(fileno=os.dup(fd))
+        info["type"] = int(s.type)
+        info["listening"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        info["name"] = str(s.getsockname())
+        s.close()
+    fds[str(fd)] = info
+report["fds"] = fds
+mode = os.environ.get("FAKE_MODE", "report")
+if mode == "tokens-put":
+    os.write(4, b"x" * 7)
+if mode == "tokens-get":
+    try:
+        report["tokens"] = len(os.read(3, 100))
+    except BlockingIOError:
+        report["tokens"] = 0
+with open(os.environ["FAKE_REPORT"], "w") as f:
+    json.dump(report, f)
+if mode in ("daemon", "busy"):
+    records = int(os.environ.get("FAKE_RECORDS", "1"))
+    for n in range(records):
+        os.write(5, struct.pack("=iIi", os.getpid(), 0, 0))
+        if mode == "daemon":
+            os.write(5, struct.pack("=iIi", os.getpid(), 0, 1))
+    open(os.environ["FAKE_REPORT"] + ".ready", "w").close()
+    select.select([5], [], [])  # *_server_abort(): any readability of fd 5 means master is gone
+    open(os.environ["FAKE_REPORT"] + ".eof", "w").close()
+'''
+
+LAUNCHER = (
+    "import os, sys\n"
+    "n = int(sys.argv[1]); src = [int(x) for x in sys.argv[2:2 + n]]\n"
+    "for i, fd in enumerate(src): os.dup2(fd, 100 + i)\n"
+    "for i in range(n): os.dup2(100 + i, 3 + i); os.close(100 + i)\n"
+    "os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = str(n)\n"
+    "os.execv(sys.argv[2 + n], sys.argv[2 + n:])\n"
+)
+
+
+def me() -> tuple[str, str]:
+    return pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+
+
+def wait_for(path: Path, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.queue = tmp / "queue"
+        (self.queue / "pid").mkdir(parents=True)
+        self.run = tmp / "run"
+        self.run.mkdir()
+        self.data = tmp / "data"
+        self.data.mkdir()
+        self.sock = self.run / "holder.sock"
+        self.flow = self.run / "flow"
+        self.stamps = self.run / "used"
+        self.systemctl_log = tmp / "systemctl.log"
+        self.systemctl = tmp / "systemctl"
+        self.systemctl.write_text(f"#!/bin/sh\necho \"$*\" >> {self.systemctl_log}\n")
+        self.systemctl.chmod(0o755)
+        self.fake = tmp / "fake_daemon.py"
+        self.fake.write_text(FAKE_DAEMON)
+        self.launcher = tmp / "launcher.py"
+        self.launcher.write_text(LAUNCHER)
+        self.holder: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start_holder(self) -> None:
+        owner, group = me()
+        self.holder = subprocess.Popen(
+            [PYTHON, "-I", "-S", str(BRIDGE), "holder", "--listen", str(self.sock), "--flow", str(self.flow),
+             "--stamps", str(self.stamps), "--queue-directory", str(self.queue), "--owner", owner,
+             "--group", group, "--systemctl", str(self.systemctl), "--target", "t.target",
+             "--data-directory", str(self.data)])
+        assert wait_for(self.sock)
+        time.sleep(0.1)
+
+    def bridge(self, listeners: list[socket.socket], *, unit: str = "x.service", maxproc: str = "1",
+               mode: str = "report", extra: list[str] | None = None, report: str = "report.json",
+               env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+        out = self.tmp / report
+        fds = [s.fileno() for s in listeners]
+        cmd = [PYTHON, str(self.launcher), str(len(fds)), *map(str, fds),
+               PYTHON, "-I", "-S", str(BRIDGE), "run", "--holder", str(self.sock), "--flow", str(self.flow),
+               "--maxproc", maxproc, *(extra or []), "--unit", unit, "--", PYTHON, "fakedaemon", str(self.fake),
+               "-t", "unix"]
+        environ = {"PATH": "/usr/bin:/bin", "FAKE_REPORT": str(out), "FAKE_MODE": mode, **(env or {})}
+        proc = subprocess.Popen(cmd, pass_fds=fds, cwd=self.queue, env=environ, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: os.umask(0o022))
+        self.procs.append(proc)
+        return proc, out
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return json.loads(_bridge.request(str(self.sock), {"command": "status"}))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+        if self.holder and self.holder.poll() is None:
+            self.holder.send_signal(signal.SIGUSR1)  # what systemd sends (KillSignal=SIGUSR1)
+            self.holder.wait(timeout=10)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    e.start_holder()
+    yield e
+    e.close()
+
+
+def unix_listener(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(10)
+    return sock
+
+
+def run_report(env: Env, listeners: list[socket.socket], **kw: object) -> dict[str, object]:
+    proc, out = env.bridge(listeners, **kw)  # type: ignore[arg-type]
+    assert proc.wait(timeout=20) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    report = json.loads(out.read_text())
+    report["launcher_pid"] = proc.pid
+    return report
+
+
+# --------------------------------------------------------------------------- the fd contract
+
+
+def test_fd_contract(env: Env) -> None:
+    a, b = unix_listener(env.tmp / "a.sock"), unix_listener(env.tmp / "b.sock")
+    report = run_report(env, [a, b])
+    fds = report["fds"]
+    assert isinstance(fds, dict)
+    flow_ino = os.stat(env.flow).st_ino
+    for fd in ("3", "4"):
+        assert fds[fd]["fifo"] and fds[fd]["ino"] == flow_ino and fds[fd]["nonblock"]
+    assert fds["5"]["sock"] and fds["5"]["type"] == socket.SOCK_STREAM and not fds["5"]["listening"]
+    assert fds["6"]["listening"] and fds["6"]["name"].endswith("a.sock") and fds["6"]["nonblock"]
+    assert fds["7"]["listening"] and fds["7"]["name"].endswith("b.sock")
+    assert not any(info["cloexec"] for info in fds.values())
+    assert set(fds) == {"3", "4", "5", "6", "7"}  # nothing else leaks into the daemon
+
+
+def test_environment_cwd_umask_and_exec_in_place(env: Env) -> None:
+    report = run_report(env, [unix_listener(env.tmp / "a.sock")])
+    assert report["cwd"] == str(env.queue)
+    assert report["umask"] == 0o077
+    assert report["env"] == {}
+    # launcher -> bridge -> daemon all exec'd in one process: no interpreter stays behind.
+    assert report["pid"] == report["launcher_pid"]
+    assert report["argv"][0] == str(env.fake) or report["argv"][1:] == ["-t", "unix"]
+
+
+def test_no_listen_fds_is_an_error(env: Env) -> None:
+    proc = subprocess.run([PYTHON, "-I", "-S", str(BRIDGE), "run", "--holder", str(env.sock), "--flow",
+                           str(env.flow), "--unit", "x.service", "--", "/bin/true", "true"],
+                          capture_output=True, text=True, env={"LISTEN_FDS": "1", "LISTEN_PID": "1"}, check=False)
+    assert proc.returncode == 1
+    assert "no listening socket from systemd" in proc.stderr
+
+
+def test_no_holder_fails_fast(tmp_path: Path) -> None:
+    e = Env(tmp_path)
+    proc, _ = e.bridge([unix_listener(tmp_path / "a.sock")])
+    try:
+        assert proc.wait(timeout=20) == 1
+        assert proc.stderr and b"status holder" in proc.stderr.read()
+    finally:
+        e.close()
+
+
+# --------------------------------------------------------------------------- the status channel
+
+
+def test_holder_drains_status_records(env: Env) -> None:
+    # 30000 records (360 kB) exceed any socket buffer: they only get through if drained.
+    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="d@1.service", maxproc="5",
+                           env={"FAKE_RECORDS": "15000"})
+    assert wait_for(Path(str(out) + ".ready"), 30)
+    status = env.status()
+    assert status["d"]["workers"] == ["d@1.service"]
+    assert status["d"]["available"] == 1
+    assert proc.poll() is None  # alive: its status peer stays open
+
+
+def test_reload_closes_status_channels(env: Env) -> None:
+    procs = []
+    for n in (1, 2):
+        proc, out = env.bridge([unix_listener(env.tmp / f"{n}.sock")], mode="daemon", unit=f"r{n}.service",
+                               report=f"r{n}.json")
+        assert wait_for(Path(str(out) + ".ready"))
+        procs.append((proc, out))
+    assert env.holder is not None
+    env.holder.send_signal(signal.SIGHUP)
+    for proc, out in procs:
+        assert proc.wait(timeout=10) == 0
+        assert Path(str(out) + ".eof").exists()
+    assert env.status()["r1"]["workers"] == []
+    # postfix reload re-reads master.cf first: units regenerated, new entries started.
+    assert systemctl_calls(env)[:2] == ["daemon-reload", "start --no-block t.target"]
+
+
+def test_master_locks_make_postfix_see_a_running_system(env: Env) -> None:
+    import fcntl
+
+    pid_file = env.queue / "pid" / "master.pid"
+    assert env.holder is not None
+    assert pid_file.read_text() == f"{env.holder.pid:>{struct.calcsize('L') * 4}}\n"
+    for path in (pid_file, env.data / "master.lock"):
+        fd = os.open(path, os.O_RDWR)
+        with pytest.raises(BlockingIOError):  # what master -t tries
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+
+
+def test_second_holder_refuses_while_locks_are_held(env: Env) -> None:
+    owner, group = me()
+    proc = subprocess.run(
+        [PYTHON, "-I", "-S", str(BRIDGE), "holder", "--listen", str(env.tmp / "h2.sock"), "--flow", str(env.flow),
+         "--stamps", str(env.stamps), "--queue-directory", str(env.queue), "--owner", owner, "--group", group],
+        capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode == 1
+    assert "master(8) runs for this instance" in proc.stderr
+
+
+def test_postfix_stop_stops_the_target(env: Env) -> None:
+    assert env.holder is not None
+    env.holder.terminate()  # postfix-script stop: kill `sed 1q pid/master.pid`
+    assert wait_calls(env, 1)[-1] == "stop --no-block t.target"
+    assert env.holder.poll() is None  # systemd stops it (SIGUSR1) as part of the target
+
+
+def test_holder_exit_retires_daemons(env: Env) -> None:
+    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon")
+    assert wait_for(Path(str(out) + ".ready"))
+    assert env.holder is not None
+    env.holder.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="retire is a root-only request")
+def test_retire_one_daemon(env: Env) -> None:
+    keep, keep_out = env.bridge([unix_listener(env.tmp / "k.sock")], mode="daemon", unit="keep.service",
+                                report="k.json")
+    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="verify.service")
+    assert wait_for(Path(str(out) + ".ready")) and wait_for(Path(str(keep_out) + ".ready"))
+    done = subprocess.run([PYTHON, "-I", "-S", str(BRIDGE), "retire", "--holder", str(env.sock), "--pid",
+                           str(proc.pid), "--timeout", "10"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert proc.poll() == 0
+    assert keep.poll() is None
+
+
+# --------------------------------------------------------------------------- pools
+
+
+def systemctl_calls(env: Env) -> list[str]:
+    return env.systemctl_log.read_text().splitlines() if env.systemctl_log.exists() else []
+
+
+def wait_calls(env: Env, count: int, timeout: float = 5.0) -> list[str]:
+    end = time.monotonic() + timeout
+    while len(systemctl_calls(env)) < count and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.5)  # and nothing more
+    return systemctl_calls(env)
+
+
+def test_pool_grows_one_step_ahead_up_to_maxproc(env: Env) -> None:
+    listen = unix_listener(env.tmp / "pool.sock")
+    _, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="3")
+    assert wait_for(Path(str(out) + ".ready"))
+    # The only worker got a client: a successor starts before anyone has to wait.
+    assert wait_calls(env, 1) == ["start --no-block p@2.service"]
+    assert env.status()["p"]["pending"] == ["p@2.service"]
+    _, out2 = env.bridge([listen], mode="busy", unit="p@2.service", maxproc="3", report="p2.json")
+    assert wait_for(Path(str(out2) + ".ready"))
+    assert wait_calls(env, 2) == ["start --no-block p@2.service", "start --no-block p@3.service"]
+    _, out3 = env.bridge([listen], mode="busy", unit="p@3.service", maxproc="3", report="p3.json")
+    assert wait_for(Path(str(out3) + ".ready"))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(env.tmp / "pool.sock"))  # waits in the backlog: still no fourth worker
+    assert len(wait_calls(env, 3, timeout=1.5)) == 2
+    assert env.status()["p"]["workers"] == ["p@1.service", "p@2.service", "p@3.service"]
+    client.close()
+
+
+def test_waiting_client_doubles_the_pool(tmp_path: Path) -> None:
+    owner, group = me()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    holder = _bridge.Holder(listener=listener, flow=str(tmp_path / "flow"), stamps=str(tmp_path / "used"),
+                            queue_directory=str(tmp_path), owner=owner, group=group, systemctl="/bin/false")
+    started: list[list[str]] = []
+    holder._start = started.append  # type: ignore[method-assign]
+    pool = _bridge.Pool("w", maxproc=6, template=True)
+    pool.listen = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
+    pairs = [socket.socketpair() for _ in range(4)]
+    for n, (a, _) in enumerate(pairs, start=1):
+        worker = _bridge.Worker(100 + n, f"w@{n}.service", a)
+        worker.avail = False
+        pool.workers[a.fileno()] = worker
+    holder._demand(pool)
+    assert started == [["w@5.service", "w@6.service"]]  # doubling, capped by maxproc 6
+    assert pool.room() == 0
+    for a, b in pairs:
+        a.close()
+        b.close()
+    pool.listen[0].close()
+    listener.close()
+
+
+def test_worker_at_max_use_gets_a_successor_early(env: Env) -> None:
+    listen = unix_listener(env.tmp / "pool.sock")
+    proc, out = env.bridge([listen], mode="daemon", unit="m@1.service", maxproc="5", extra=["--max-use", "3"],
+                           env={"FAKE_RECORDS": "3"})
+    assert wait_for(Path(str(out) + ".ready"))
+    end = time.monotonic() + 5
+    while not systemctl_calls(env) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert systemctl_calls(env) == ["start --no-block m@2.service"]
+
+
+def test_pool_at_maxproc_does_not_grow(env: Env) -> None:
+    listen = unix_listener(env.tmp / "pool.sock")
+    proc, out = env.bridge([listen], mode="busy", unit="q@1.service", maxproc="1")
+    assert wait_for(Path(str(out) + ".ready"))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(env.tmp / "pool.sock"))
+    time.sleep(1.0)
+    assert systemctl_calls(env) == []
+    client.close()
+
+
+def test_stamp_and_lock_file(env: Env) -> None:
+    stamp = env.stamps / "postfix-default-tlsmgr-unix"
+    run_report(env, [unix_listener(env.tmp / "a.sock")],
+               extra=["--stamp", str(stamp), "--lock", "pid/inet.smtp"])
+    assert stamp.exists()
+    lock = env.queue / "pid" / "inet.smtp"
+    st = lock.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid()
+
+
+@pytest.mark.parametrize("extra", [["--stamp", "/etc/passwd"], ["--lock", "pid/../../x"], ["--lock", "etc/x"]])
+def test_holder_refuses_paths_outside_its_directories(env: Env, extra: list[str]) -> None:
+    proc, _ = env.bridge([unix_listener(env.tmp / "a.sock")], extra=extra)
+    assert proc.wait(timeout=20) == 1
+    assert proc.stderr and b"refused" in proc.stderr.read()
+
+
+def test_flow_tokens_outlive_their_writer(env: Env) -> None:
+    # qmgr fills master's pipe; cleanup started later still finds the tokens (the holder keeps the FIFO open).
+    run_report(env, [unix_listener(env.tmp / "a.sock")], mode="tokens-put", report="put.json")
+    report = run_report(env, [unix_listener(env.tmp / "b.sock")], mode="tokens-get", report="get.json")
+    assert report["tokens"] == 7
+
+
+def test_stamps_are_cleared_at_holder_start(tmp_path: Path) -> None:
+    e = Env(tmp_path)
+    e.stamps.mkdir()
+    (e.stamps / "old").write_text("")
+    e.start_holder()
+    try:
+        assert not (e.stamps / "old").exists()
+        assert stat.S_ISFIFO(e.flow.stat().st_mode) and stat.S_IMODE(e.flow.stat().st_mode) == 0o660
+    finally:
+        e.close()
+
+
+# --------------------------------------------------------------------------- kick and protocol
+
+
+def test_kick_sends_the_wakeup_byte(tmp_path: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    proc = subprocess.Popen([PYTHON, "-I", "-S", str(BRIDGE), "kick", "--inet", f"127.0.0.1:{port}"])
+    conn, _ = server.accept()
+    assert conn.recv(10) == b"W"
+    conn.close()
+    assert proc.wait(timeout=10) == 0
+    server.close()
+
+
+def test_encode_decode_roundtrip() -> None:
+    message = {"unit": "postfix-default-smtp-inet@3.service", "maxproc": "100", "stamp": ""}
+    assert _bridge.decode(_bridge.encode(message)) == message
+    with pytest.raises(_bridge.BridgeError):
+        _bridge.encode({"unit": "a\nb"})
+
+
+def test_listen_fds_only_for_this_pid() -> None:
+    assert _bridge.listen_fds({"LISTEN_PID": "42", "LISTEN_FDS": "2"}, 42) == [3, 4]
+    assert _bridge.listen_fds({"LISTEN_PID": "41", "LISTEN_FDS": "2"}, 42) == []
+    assert _bridge.listen_fds({}, 42) == []
+
+
+def test_usage() -> None:
+    assert _bridge.main([]) == 2
+    assert _bridge.main(["run", "--bogus", "x"]) == 1
+
+
+def test_select_is_used_for_status_eof() -> None:
+    # The skeletons treat any readability of fd 5 as "master is gone": EOF must be readable.
+    a, b = socket.socketpair()
+    b.close()
+    assert select.select([a], [], [], 0)[0] == [a]
+    a.close()

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Run molecule scenarios one at a time (molecule test -s NAME), stop at the first failure and
+# print timings. Usage: tools/molecule.sh [SCENARIO...]   (default: every scenario, tools/scenarios.sh)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+base=molecule/_shared/config.yml
+# Container and network names are global: one molecule run per machine, across checkouts.
+lock=${MAILFLEET_MOLECULE_LOCK:-/run/lock/mailfleet-molecule.lock}
+
+die() { echo "molecule: $*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (rootful podman boots systemd in the test hosts); try: sudo make molecule"
+command -v podman >/dev/null || die "podman is not installed; run: make setup"
+[[ -x $root/.venv/bin/molecule ]] && PATH=$root/.venv/bin:$PATH
+command -v molecule >/dev/null || die "molecule not found; run: make venv"
+
+scenarios=("$@")
+((${#scenarios[@]})) || mapfile -t scenarios < <(tools/scenarios.sh)
+((${#scenarios[@]})) || die "no scenarios found under molecule/"
+for s in "${scenarios[@]}"; do
+  [[ -f molecule/$s/molecule.yml ]] || die "no scenario '$s' (molecule/$s/molecule.yml missing)"
+done
+
+if [[ -z ${ANSIBLE_COLLECTIONS_PATH:-} ]]; then
+  tools/collection-link.sh
+  export ANSIBLE_COLLECTIONS_PATH=$root/build/collections
+fi
+export ANSIBLE_ROLES_PATH=${ANSIBLE_ROLES_PATH:-$root/roles}
+# Scenarios live in molecule/ at the root of a collection; say so instead of being warned.
+export MOLECULE_GLOB='molecule/*/molecule.yml'
+
+exec 9>"$lock"
+if ! flock -n 9; then
+  echo "molecule: waiting for another molecule run on this machine (lock $lock)"
+  flock 9
+fi
+
+lab/build-image.sh
+MAILFLEET_LAB_IMAGE=$(lab/build-image.sh --ref)
+export MAILFLEET_LAB_IMAGE
+
+results=()
+total=$SECONDS
+for s in "${scenarios[@]}"; do
+  echo "molecule: === scenario $s ==="
+  t=$SECONDS
+  rc=0
+  # 9>&-: containers outlive molecule's processes and must not hold the lock.
+  molecule --base-config "$base" test --scenario-name "$s" 9>&- || rc=$?
+  results+=("$(printf '%-12s %-6s %4ds' "$s" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" "$((SECONDS - t))")")
+  ((rc == 0)) || break
+done
+
+echo "molecule: --- results ---"
+printf 'molecule:   %s\n' "${results[@]}"
+echo "molecule: total $((SECONDS - total)) s"
+((rc == 0)) || die "scenario '$s' failed (exit $rc); its containers were destroyed by molecule"
