@@ -21,13 +21,14 @@ die() { echo "image: $*" >&2; exit 1; }
 [[ $release =~ ^[a-z]+$ ]] || die "RELEASE must be a Debian codename such as bookworm, got '$release'"
 arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
 
-# Everything that shapes the image goes into the hash; the mirror does not.
+# Everything that shapes the image goes into the hash; the mirror does not. Only the executable
+# bit of each file counts (git keeps nothing else, and umasks differ).
 recipe_hash() {
   (
     cd "$root/lab"
     echo "release=$release arch=$arch"
-    find build-image.sh image -type f -print0 | sort -z | while IFS= read -r -d '' f; do
-      printf '%s %s %s\n' "$f" "$(stat -c %a "$f")" "$(sha256sum <"$f" | cut -d' ' -f1)"
+    find build-image.sh image -type f -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' f; do
+      printf '%s %s %s\n' "$f" "$([[ -x $f ]] && echo x || echo -)" "$(sha256sum <"$f" | cut -d' ' -f1)"
     done
   ) | sha256sum | cut -c1-12
 }
@@ -47,9 +48,13 @@ mkdir -p "$state"
 exec 9>"$state/image.lock"
 flock 9
 
+# Point the aliases at this recipe's image and drop images of other recipes for this release
+# (podman refuses while a container still uses one; that is fine).
 tag_aliases() {
   podman tag "$ref" "$repo:$release"
   [[ $release != "$default_release" ]] || podman tag "$ref" "$repo:latest"
+  podman images --filter "label=io.mailfleet.lab.release=$release" --format '{{.Repository}}:{{.Tag}}' |
+    grep "^$repo:$release-" | grep -vx "$ref" | xargs -r podman rmi >/dev/null 2>&1 || true
 }
 
 if podman image exists "$ref"; then
@@ -89,10 +94,6 @@ tar -C "$rootfs" --numeric-owner -cf - . | podman import -q \
   --message "mailfleet lab host ($release, recipe $tag)" \
   - "$ref" >/dev/null
 tag_aliases
-
-# Drop images of older recipes for this release unless a container still uses them.
-podman images --filter "label=io.mailfleet.lab.release=$release" --format '{{.Repository}}:{{.Tag}}' |
-  grep "^$repo:$release-" | grep -vx "$ref" | xargs -r podman rmi >/dev/null 2>&1 || true
 
 size=$(podman image inspect --format '{{.Size}}' "$ref")
 say "built $ref ($((size / 1000000)) MB) in $((SECONDS - start)) s"

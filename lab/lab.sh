@@ -15,7 +15,7 @@ network=$prefix
 label=io.mailfleet.lab=fleet
 domain=lab.example
 # inventory name:group; container names are $prefix-<name>
-fleet=(edge1:edge edge2:edge delivery1:delivery client:client)
+fleet=(edge1:edge edge2:edge delivery1:delivery client1:client)
 key=$state/id_ed25519
 inventory=$state/inventory.ini
 start=$SECONDS

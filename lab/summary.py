@@ -14,18 +14,20 @@ LABEL = "io.mailfleet.lab=fleet"
 NETWORK = "mailfleet-lab"
 PREFIX = "mailfleet-lab-"
 GROUP_ORDER = {"edge": 0, "delivery": 1, "client": 2}
-INSPECT = (
-    '{{index .Config.Labels "io.mailfleet.lab.group"}} {{.State.Status}} '
-    '{{(index .NetworkSettings.Networks "' + NETWORK + '").IPAddress}}'
-)
-# One shell round trip per host: instances, service states, master.cf services.
+INSPECT = '{{index .Config.Labels "io.mailfleet.lab.group"}} {{.State.Status}} {{(index .NetworkSettings.Networks "' + NETWORK + '").IPAddress}}'
+# One shell round trip per host: instances, then postfix, ssh and sandbox states, then master.cf services.
 HOST_PROBE = (
     "postmulti -l 2>/dev/null | awk '{print $1, $3, $4}';"
     " echo '--';"
-    " (postfix status >/dev/null 2>&1 && echo running || echo stopped; systemctl is-active ssh.service)"
-    " | paste -sd' ';"
-    " postconf -M 2>/dev/null | awk '{print $1\"/\"$2}' | paste -sd' '"
+    " postfix status >/dev/null 2>&1 && echo running || echo stopped;"
+    " systemctl is-active ssh.service;"
+    " f=/etc/.mailfleet-sandbox-check;"
+    " if systemd-run --wait -q --collect -p ProtectSystem=strict touch $f 2>/dev/null;"
+    " then rm -f $f; echo NOT-enforced; else echo enforced; fi;"
+    " echo '--';"
+    " postconf -M 2>/dev/null | wc -l"
 )
+COLUMNS = "  {:<10} {:<9} {:<13} {:<8} {:<7} {:<11} {:<11} {}"
 
 
 def podman(*args: str) -> str:
@@ -44,17 +46,16 @@ def lab_hosts() -> list[dict[str, str]]:
     return sorted(hosts, key=lambda h: (GROUP_ORDER.get(h["group"], 9), h["name"]))
 
 
-def host_details(container: str) -> tuple[str, str, str]:
-    """Return (instances, service states, master.cf services) as display strings."""
-    head, _sep, tail = podman("exec", container, "sh", "-c", HOST_PROBE).partition("--")
+def host_details(container: str) -> list[str]:
+    """Return postfix, ssh and sandbox states, master.cf service count and instances for one host."""
+    parts = podman("exec", container, "sh", "-c", HOST_PROBE).split("--") + ["", "", ""]
     instances = []
-    for line in head.strip().splitlines():
+    for line in parts[0].strip().splitlines():
         name, enabled, config_dir = (line.split() + ["", "", ""])[:3]
         label = "default" if name == "-" else name
         instances.append(f"{label} {config_dir}{'' if enabled in ('y', '-') else ' (disabled)'}")
-    rest = tail.strip().splitlines() + ["", ""]
-    states = rest[0].split() + ["?", "?"]
-    return ", ".join(instances) or "none", f"postfix {states[0]}, ssh {states[1]}", f"{len(rest[1].split())} services"
+    states = (parts[1].split() + ["?", "?", "?"])[:3]
+    return [*states, parts[2].strip() or "?", ", ".join(instances) or "none"]
 
 
 def load(path: str) -> dict[str, Any] | None:
@@ -91,10 +92,7 @@ def probe_lines(record: dict[str, Any] | None) -> list[str]:
     lines = []
     for edge, seconds in sorted(probe.get("seconds", {}).items()):
         message_id = probe.get("message_ids", {}).get(edge, "?")
-        lines.append(
-            f"  via {edge}: in {probe.get('rcpt')}'s mailbox on {probe.get('delivery')}"
-            f" (waited {seconds} s), Message-ID <{message_id}>"
-        )
+        lines.append(f"  via {edge}: in {probe.get('rcpt')}'s mailbox on {probe.get('delivery')} (waited {seconds} s), Message-ID <{message_id}>")
     if "direct_refused" in probe:
         verdict = "refused, as intended" if probe["direct_refused"] else "ACCEPTED, but must be refused"
         lines.append(f"  client straight to the delivery host: {verdict}")
@@ -117,12 +115,11 @@ def main() -> int:
     took = f" in {args.seconds} s" if args.seconds >= 0 else ""
     image = f", image {args.image}" if args.image else ""
     print(f"\n== mailfleet lab: {'READY' if ok else 'NOT READY'}{took} (fleet {args.fleet}{image})")
-    print(f"  {'host':<10} {'group':<9} {'address':<15} {'postfix instances':<24} {'services':<30} master.cf")
+    print(COLUMNS.format("host", "group", "address", "postfix", "ssh", "sandboxing", "master.cf", "instances"))
     hosts = lab_hosts()
     for host in hosts:
-        details = host_details(host["container"]) if host["state"] == "running" else ("-", host["state"], "-")
-        instances, services, master = details
-        print(f"  {host['name']:<10} {host['group']:<9} {host['ip']:<15} {instances:<24} {services:<30} {master}")
+        details = host_details(host["container"]) if host["state"] == "running" else [host["state"], "-", "-", "-", "-"]
+        print(COLUMNS.format(host["name"], host["group"], host["ip"], *details[:3], f"{details[3]} entries", details[4]))
     lines = playbook_lines("site", site, args.state)
     if site_ok:
         lines += playbook_lines("probe", probe, args.state) + probe_lines(probe)

@@ -31,6 +31,7 @@ export ANSIBLE_ROLES_PATH=${ANSIBLE_ROLES_PATH:-$root/roles}
 # Scenarios live in molecule/ at the root of a collection; say so instead of being warned.
 export MOLECULE_GLOB='molecule/*/molecule.yml'
 
+mkdir -p "$(dirname "$lock")"
 exec 9>"$lock"
 if ! flock -n 9; then
   echo "molecule: waiting for another molecule run on this machine (lock $lock)"

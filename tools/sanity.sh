@@ -8,6 +8,8 @@ cd "$root"
 [[ -x $root/.venv/bin/ansible-test ]] && PATH=$root/.venv/bin:$PATH
 command -v ansible-test >/dev/null || { echo "sanity: ansible-test not found; run: make venv" >&2; exit 1; }
 py=$(command -v python3)
+command -v shellcheck >/dev/null \
+  || echo "sanity: WARNING: shellcheck not on PATH; ansible-test will skip its shellcheck test" >&2
 
 # ansible-test resolves cwd, so a symlinked collection (build/collections) is not enough: copy the
 # files git would ship (tracked + untracked, not ignored; deleted ones skipped) into a real

@@ -7,6 +7,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$rootfs"
 
 cp -a "$here/overlay/." .
+# Owner and mode must not depend on the checkout's user and umask.
+(cd "$here/overlay" && find . -type f -printf '%P\0') | xargs -0 -r sh -c 'chown root:root "$@" && chmod u=rwX,go=rX "$@"' sh
 systemctl --root=. --quiet enable mailfleet-firstboot.service
 
 # systemd creates a fresh machine-id at boot when the file is empty.

@@ -51,7 +51,8 @@ def master_cf_render(items: Any) -> str:
             if out and not out.endswith("\n"):
                 out += layout.eol()
             out += text
-        MasterCf.parse(out)
+        for entry in MasterCf.parse(out).entries(enabled=True):
+            entry.validate()
         return out
     except MasterCfError as exc:
         raise AnsibleFilterError(f"master_cf_render: {exc}") from exc

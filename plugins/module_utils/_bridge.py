@@ -260,7 +260,7 @@ class Holder:
         """Master's locks, the flow FIFO (kept open so tokens survive idle periods), fresh stamps."""
         self.locks.append(self._master_lock(os.path.join(self.queue_directory, "pid", "master.pid"), pid=True))
         if self.data_directory:
-            self.locks.append(self._master_lock(os.path.join(self.data_directory, "master.lock"), pid=False))
+            self.locks.append(self._master_lock(os.path.join(self.data_directory, "master.lock"), pid=True))
         try:
             st = os.lstat(self.flow)
             if not stat.S_ISFIFO(st.st_mode):

@@ -200,10 +200,10 @@ def _replace(host: Host, dest: str, data: bytes) -> None:
             os.unlink(tmp)
 
 
-def _copy_owner(src: str, dest: str) -> None:
-    info = os.stat(src)
+def _copy_owner(reference: str, target: str) -> None:
+    info = os.stat(reference)
     try:
-        os.chown(dest, info.st_uid, info.st_gid)
+        os.chown(target, info.st_uid, info.st_gid)
     except PermissionError:
         pass  # an unprivileged caller keeps its own ownership, as cp -p does
 
@@ -235,7 +235,7 @@ def validate_staged(
         baseline = stage.run([tools.postconf, "-c", stage.config, "-M"])
         stage.write(contents)
         _postconf_check(stage, tools.postconf, baseline, outcome)
-        _postfix_check(stage, tools.postfix, outcome)
+        _postfix_check(stage, tools.postfix, baseline, outcome)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -322,7 +322,7 @@ def _postconf_check(stage: _Stage, postconf: str, baseline: _Run, outcome: Outco
     outcome.warnings.extend(x for x in new if x not in outcome.warnings)
 
 
-def _postfix_check(stage: _Stage, postfix: Optional[str], outcome: Outcome) -> None:
+def _postfix_check(stage: _Stage, postfix: Optional[str], baseline: _Run, outcome: Outcome) -> None:
     if postfix is None:
         outcome.checks.append("postfix check skipped: the postfix command is not installed")
         return
@@ -330,12 +330,13 @@ def _postfix_check(stage: _Stage, postfix: Optional[str], outcome: Outcome) -> N
         outcome.checks.append("postfix check skipped: it needs root")
         return
     result = stage.run([postfix, "-c", stage.config, "check"])
-    outcome.checks.append(f"postfix -c {stage.source} check: passed on the staged copy")
     if result.rc != 0:
-        outcome.checks[-1] = f"postfix -c {stage.source} check: failed on the staged copy"
+        outcome.checks.append(f"postfix -c {stage.source} check: failed on the staged copy")
         raise PostfixCheckError(_refusal("postfix check", result.lines), path=stage.source, output="\n".join(result.lines))
+    outcome.checks.append(f"postfix -c {stage.source} check: passed on the staged copy")
     for line in _unique(result.lines):
-        if _MAKEDEFS_EXEMPT in line or "<staged " in line or line in outcome.warnings:
+        # Known before the change, an artifact of staging, or already reported.
+        if line in baseline.lines or _MAKEDEFS_EXEMPT in line or "<staged " in line or line in outcome.warnings:
             continue
         outcome.warnings.append(line)
 
@@ -367,9 +368,12 @@ def _copy_preserving(src: str, dest: str) -> str:
 
 
 def _run_with_tty(argv: list[str], *, env: Mapping[str, str]) -> tuple[int, str]:
-    primary, secondary = pty.openpty()
     try:
-        proc = subprocess.Popen(  # noqa: S603 - fixed Postfix commands, no shell
+        primary, secondary = pty.openpty()
+    except OSError:  # no pty available: Postfix's own messages still come, postlog's do not
+        primary, secondary = os.pipe()
+    try:
+        proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary, env=dict(env), close_fds=True
         )
     except OSError as exc:

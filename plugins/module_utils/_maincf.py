@@ -91,7 +91,7 @@ class MainCf:
                 continue
             if _is_continuation(content):
                 raise MainCfError("continuation line before any parameter; expected 'name = value'", path=path, line=idx + 1)
-            name, sep, _ = content.partition("=")
+            name, sep, _value = content.partition("=")
             if not sep:
                 raise MainCfError(f"'{content.strip()}' has no '='; expected 'name = value'", path=path, line=idx + 1)
             if not _NAME_RE.match(name.strip(_SPACE)):

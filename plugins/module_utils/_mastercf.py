@@ -412,7 +412,7 @@ class Entry(Block):
         if matches:
             opt = matches[-1]
             changed = False
-            for extra in matches[:-1]:
+            for extra in reversed(matches[:-1]):  # last first: earlier positions stay valid
                 self._delete_span(extra.tokens[0], extra.tokens[-1])
                 changed = True
             if changed:

@@ -33,8 +33,39 @@ filter, and keep /home writable; what they still get cannot break a delivery.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
+
+
+class Record:
+    """A plain value object. dataclasses cost ~2 ms per class at import, and the generator
+    that imports these modules runs at every boot and daemon-reload."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
+        values = dict(zip(self._fields, args))
+        for key, value in kwargs.items():
+            if key not in self._fields or key in values:
+                raise TypeError(f"{type(self).__name__}: unexpected or repeated field '{key}'")
+            values[key] = value
+        for key in self._fields:
+            if key not in values and not hasattr(type(self), key):
+                raise TypeError(f"{type(self).__name__}: missing field '{key}'")
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(repr(v) for v in self.to_dict().values()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self._fields}
 
 # Every Postfix daemon probes socket(AF_INET6) in inet_proto_init() and fatals on
 # errors other than EAFNOSUPPORT; getifaddrs() needs netlink (inet_addr_local).
@@ -48,10 +79,11 @@ COMMAND_CAPS = DELIVERY_CAPS + ("CAP_KILL",)
 _HOME_ROOTS = ("/home", "/root", "/run/user")
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(Record):
     """What one kind of daemon must be able to reach."""
 
+    _fields = ("system", "home", "private_tmp", "devices", "nnp", "mdwe", "syscalls", "ip", "caps", "writes",
+               "clock", "namespaces")
     system: str  # ProtectSystem=
     home: str  # ProtectHome=
     private_tmp: bool  # PrivateTmp=
@@ -86,10 +118,10 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(Record):
     """Host paths a profile may need to write."""
 
+    _fields = ("queue_directory", "data_directory", "runtime_directory", "maillog", "mailbox_base")
     queue_directory: str
     data_directory: str
     runtime_directory: str = ""
@@ -207,7 +239,7 @@ def holder_directives(*, runtime_directory: str, queue_directory: str, data_dire
         ("SystemCallArchitectures", "native"),
         ("RestrictAddressFamilies", "AF_UNIX"),
         ("IPAddressDeny", "any"),
-        ("CapabilityBoundingSet", "CAP_CHOWN"),
+        ("CapabilityBoundingSet", "CAP_CHOWN CAP_DAC_OVERRIDE"),  # master.lock is mail_owner's 0600
     ]
 
 

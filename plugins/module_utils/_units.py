@@ -30,22 +30,20 @@ out unless ``chroot=postfix`` (chroot is expressed as sandboxing, see
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import re
-import socket
-from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from ._mastercf import Entry, MasterCf, MasterCfError, _extpar, render_entry
 from . import _sandbox
+from ._sandbox import Record
 
 ACCEPT = "accept"
 POOL = "pool"
 
 
-@dataclass(frozen=True)
-class Daemon:
+class Daemon(Record):
+    _fields = ("skeleton", "flags", "mode", "kind", "owner", "persistent", "retire")
     skeleton: str  # src/master/<skeleton>_server.c
     flags: str  # S: solitary (maxproc 1), U: unlimited (maxproc 0), P: privileged (unpriv n)
     mode: str  # ACCEPT or POOL
@@ -105,23 +103,18 @@ TYPE_SLUG = {"inet": "inet", "unix": "unix", "unix-dgram": "dgram", "fifo": "fif
 # Accept=yes with maxproc 0 ("no limit"): a bound so a flood cannot fork without end.
 UNLIMITED_CONNECTIONS = 1024
 DEFAULT_KNOWN_TCP_PORTS = "lmtp=24, smtp=25, smtps=submissions=465, submission=587"
-# Parameters the mapping reads; the generator asks postconf for exactly these.
-FACT_PARAMS = (
-    "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
-    "mail_owner", "setgid_group", "default_process_limit", "inet_interfaces", "inet_protocols",
-    "master_service_disable", "compatibility_level", "multi_instance_name", "known_tcp_ports",
-    "virtual_mailbox_base", "maillog_file", "max_use",
-)
-# smtpd reads these before it could drop privileges; as mail_owner it needs them readable.
-SECRET_PARAMS = (
-    "smtpd_tls_key_file", "smtpd_tls_cert_file", "smtpd_tls_dkey_file", "smtpd_tls_dcert_file",
-    "smtpd_tls_eckey_file", "smtpd_tls_eccert_file", "smtpd_tls_chain_files",
-)
 
 
-@dataclass(frozen=True)
-class Instance:
+class Instance(Record):
     """What the mapping needs to know about one Postfix instance (main.cf facts + install paths)."""
+
+    _fields = (
+        "name", "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
+        "mail_owner", "mail_owner_group", "setgid_group", "default_process_limit", "inet_interfaces",
+        "inet_protocols", "master_service_disable", "compatibility_level", "known_tcp_ports", "virtual_mailbox_base",
+        "maillog_file", "max_use", "default_config_directory", "chroot", "supplementary_groups", "root_daemons",
+        "master_units", "runtime_directory", "libexec_directory", "python", "source",
+    )
 
     name: str = "-"  # multi_instance_name; '-' (or '') is the primary instance
     config_directory: str = "/etc/postfix"
@@ -157,7 +150,7 @@ class Instance:
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **extra: Any) -> "Instance":
         """Build from postconf output (strings) plus explicit install facts."""
-        known = {f.name for f in fields(cls)}
+        known = set(cls._fields)
         values: dict[str, Any] = {}
         for key, value in params.items():
             if key == "multi_instance_name":
@@ -241,10 +234,10 @@ Resolver = Callable[[str], list[str]]
 PortResolver = Callable[[str], int]
 
 
-@dataclass
-class Listener:
+class Listener(Record):
     """Where one entry listens, as systemd socket settings and as master would count it."""
 
+    _fields = ("kind", "addresses", "local_only", "identity", "public")
     kind: str  # ListenStream, ListenDatagram, ListenFIFO
     addresses: list[str]  # systemd address strings
     local_only: bool
@@ -252,10 +245,10 @@ class Listener:
     public: bool = False
 
 
-@dataclass
-class ServicePlan:
+class ServicePlan(Record):
     """How one master.cf entry is run."""
 
+    _fields = ("service", "type", "line", "command", "mode", "base", "units", "argv", "master_argv", "run_as")
     service: str
     type: str
     line: int
@@ -267,19 +260,19 @@ class ServicePlan:
     master_argv: list[str]  # what master(8) would have given it
     run_as: str  # 'mail_owner' or 'root'
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
-
-@dataclass
-class UnitSet:
+class UnitSet(Record):
     """Unit file name -> content, plus the .wants links a generator must create."""
 
+    _fields = ("instance", "units", "links", "services", "warnings")
     instance: Instance
-    units: dict[str, str] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)  # link path (relative) -> unit name
-    services: list[ServicePlan] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    units: dict[str, str]
+    links: dict[str, str]  # link path (relative) -> unit name
+    services: list[ServicePlan]
+    warnings: list[str]
+
+    def __init__(self, instance: Instance) -> None:
+        super().__init__(instance=instance, units={}, links={}, services=[], warnings=[])
 
 
 # --------------------------------------------------------------------------- names and escaping
@@ -306,23 +299,15 @@ def unit_base(instance: Instance, service: str, kind: str) -> str:
     return f"{instance.prefix}-{escape(service)}-{TYPE_SLUG[kind]}"
 
 
+_EXEC_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "'": "\\'", "%": "%%", "$": "$$", "\t": "\\t"})
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def exec_quote(arg: str) -> str:
     """One argv element for ExecStart=: no expansion of $VAR, %spec, quotes or escapes."""
-    out = []
-    for char in arg:
-        if char in "\\\"'":
-            out.append("\\" + char)
-        elif char == "%":
-            out.append("%%")
-        elif char == "$":
-            out.append("$$")
-        elif char == "\t":
-            out.append("\\t")
-        elif ord(char) < 32 or ord(char) == 127:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    text = "".join(out)
+    text = arg.translate(_EXEC_ESCAPES)
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     if text == ";":
         return "\\;"
     if text == "" or " " in text:
@@ -477,11 +462,15 @@ def _ports(instance: Instance) -> dict[str, int]:
 
 
 def default_resolver(host: str) -> list[str]:
+    import socket
+
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     return [str(info[4][0]) for info in infos]
 
 
 def default_port_resolver(name: str) -> int:
+    import socket
+
     return socket.getservbyname(name, "tcp")
 
 
@@ -493,14 +482,74 @@ def _split_host_port(service: str) -> tuple[str, str]:
     return (host, port) if sep else ("", service)
 
 
-def _numeric(host: str) -> Optional[ipaddress._BaseAddress]:
+class Address(Record):
+    """A numeric IP address in canonical text form (ipaddress costs start-up time)."""
+
+    _fields = ("version", "text")
+    version: int
+    text: str
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.text.startswith("127.") if self.version == 4 else self.text == "::1"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def ip_address(text: str) -> Address:
+    """Parse and canonicalise (RFC 5952) without the socket or ipaddress modules' import cost."""
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts):
+        return Address(4, ".".join(str(int(p)) for p in parts))
+    groups = _ipv6_groups(text)
+    if groups is None:
+        raise ValueError(f"'{text}' is not an IP address")
+    # Longest run (>1) of zero groups becomes '::'.
+    best, run, start = (0, -1), 0, 0
+    for pos, group in enumerate(groups + [1]):
+        if group == 0:
+            start, run = (pos, 1) if run == 0 else (start, run + 1)
+        else:
+            if run > 1 and run > best[0]:
+                best = (run, start)
+            run = 0
+    words = [f"{g:x}" for g in groups]
+    if best[1] >= 0:
+        first, last = best[1], best[1] + best[0]
+        return Address(6, ":".join(words[:first]) + "::" + ":".join(words[last:]))
+    return Address(6, ":".join(words))
+
+
+def _ipv6_groups(text: str) -> Optional[list[int]]:
+    if "." in text:  # embedded IPv4 (::ffff:192.0.2.1): rewrite as two hex groups
+        head, _, v4 = text.rpartition(":")
+        octets = v4.split(".")
+        if not head or len(octets) != 4 or not all(p.isdigit() and int(p) < 256 for p in octets):
+            return None
+        n = [int(p) for p in octets]
+        text = f"{head}:{n[0] << 8 | n[1]:x}:{n[2] << 8 | n[3]:x}"
+    if text.count("::") > 1 or not all(c in "0123456789abcdefABCDEF:" for c in text):
+        return None
+    head, sep, tail = text.partition("::")
+    left = head.split(":") if head else []
+    right = tail.split(":") if tail else []
+    if any(not w or len(w) > 4 for w in left + right):
+        return None
+    missing = 8 - len(left) - len(right)
+    if (sep and missing < 1) or (not sep and missing != 0):
+        return None
+    return [int(w, 16) for w in left] + [0] * missing + [int(w, 16) for w in right]
+
+
+def _numeric(host: str) -> Optional[Address]:
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ip_address(host.strip("[]"))
     except ValueError:
         return None
 
 
-def _resolve(host: str, resolver: Resolver) -> list[ipaddress._BaseAddress]:
+def _resolve(host: str, resolver: Resolver) -> list[Address]:
     numeric = _numeric(host)
     if numeric is not None:
         return [numeric]
@@ -525,7 +574,7 @@ def inet_listener(entry: Entry, instance: Instance, resolver: Resolver, port_res
             port = port_resolver(port_text)
         except OSError as exc:
             raise _error(entry, f"unknown TCP service '{port_text}' ({exc})", "service") from exc
-    addrs: list[ipaddress._BaseAddress] = []
+    addrs: list[Address] = []
     if host:
         try:
             addrs = _resolve(host, resolver)
@@ -535,9 +584,9 @@ def inet_listener(entry: Entry, instance: Instance, resolver: Resolver, port_res
         interfaces = [w for w in re.split(r"[\s,]+", instance.inet_interfaces.strip()) if w]
         for word in interfaces or ["all"]:
             if word.lower() == "all":
-                addrs += [ipaddress.ip_address("0.0.0.0" if v == 4 else "::") for v in families]
+                addrs += [ip_address("0.0.0.0" if v == 4 else "::") for v in families]
             elif word.lower() == "loopback-only":
-                addrs += [ipaddress.ip_address("127.0.0.1" if v == 4 else "::1") for v in families]
+                addrs += [ip_address("127.0.0.1" if v == 4 else "::1") for v in families]
             else:
                 try:
                     addrs += _resolve(word, resolver)
@@ -687,17 +736,19 @@ def build_units(
             listener = local_listener(entry, instance)
         prepared.append((entry, daemon, listener))
     _check_conflicts([(e, listener) for e, _, listener in prepared])
-    wants: list[str] = [instance.holder + ".socket"]
+    # The holder starts with the target: it takes master's locks, so postfix status answers at once.
+    wants: list[str] = [instance.holder + ".socket", instance.holder + ".service"]
     for entry, daemon, listener in prepared:
         wants += _entry_units(result, _plan(instance, entry, daemon, listener))
     _instance_units(result, wants)
     return result
 
 
-@dataclass
-class _Plan:
+class _Plan(Record):
     """Everything decided about one entry before rendering."""
 
+    _fields = ("entry", "daemon", "listener", "base", "mode", "maxproc", "owner", "keep_chroot", "head", "args",
+               "stamp")
     entry: Entry
     daemon: Daemon
     listener: Listener
@@ -859,7 +910,9 @@ def _service_unit(instance: Instance, plan: _Plan) -> str:
     svc += _sandbox.directives(daemon.kind, owner=plan.owner, keep_chroot=plan.keep_chroot,
                                paths=_paths(instance, entry), mail_owner=instance.mail_owner,
                                mail_group=instance.group,
-                               supplementary_groups=instance.supplementary_groups if plan.owner else ())
+                               # The groups grant smtpd's pre-jail files (TLS keys); nobody else needs them.
+                               supplementary_groups=instance.supplementary_groups
+                               if plan.owner and posixpath.basename(entry.parsed.fields["command"]) == "smtpd" else ())
     return render_unit([("Unit", unit), ("Service", svc)], header=_header(instance, entry))
 
 
@@ -961,7 +1014,7 @@ def _instance_units(result: UnitSet, wants: list[str]) -> None:
                    ("PartOf", instance.target), ("StartLimitIntervalSec", "0"),
                    ("Requires", instance.holder + ".socket"), ("After", instance.holder + ".socket")]
           # It holds copies of the pools' listeners: stop it before they are closed and bound again.
-          + [("After", _unit_quote(w)) for w in wants if w.endswith(".socket") and w != instance.holder + ".socket"]),
+          + [("After", _unit_quote(w)) for w in wants if w.endswith(".socket") and not w.startswith(instance.holder)]),
          ("Service", service)], header=header)
     unit = [("Description", f"Postfix mail system, instance {name} (master-less)"),
             ("Documentation", "man:postfix(1) man:master(5)"),

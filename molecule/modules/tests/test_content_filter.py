@@ -11,10 +11,7 @@ from typing import Any
 
 import pytest
 
-SEND = (
-    "swaks --silent 2 --server 127.0.0.1 --from probe@localhost --to root@localhost"
-    " --header 'Subject: {token}' --header 'Message-Id: <{token}@localhost>'"
-)
+SEND = "swaks --silent 2 --server 127.0.0.1 --from probe@localhost --to root@localhost --header 'Subject: {token}' --header 'Message-Id: <{token}@localhost>'"
 
 
 def test_master_cf_has_the_filter_pair(host: Any) -> None:
@@ -55,9 +52,7 @@ def delivered(host: Any) -> tuple[str, str]:
         time.sleep(0.25)
     else:
         pytest.fail(f"mail {token} did not arrive in /var/mail/root; queue: {host.run('postqueue -p').stdout}")
-    log = host.check_output(
-        f"journalctl -q --no-pager -o cat --since '{since}' -t postfix/cleanup -t postfix/smtp -t postfix/local"
-    )
+    log = host.check_output(f"journalctl -q --no-pager -o cat --since '{since}' -t postfix/cleanup -t postfix/smtp -t postfix/local")
     return token, log
 
 

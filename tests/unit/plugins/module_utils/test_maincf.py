@@ -129,7 +129,7 @@ def _main_cf(draw: st.DrawFn) -> str:
             out.append(draw(st.sampled_from(["# comment", "", "   ", "\t# indented"])) + eol)
         sep = draw(st.sampled_from([" = ", "=", "  =\t"]))
         line = name + sep + draw(_VALUE)
-        for _ in range(draw(st.integers(0, 2))):
+        for _line in range(draw(st.integers(0, 2))):
             line += eol + draw(st.sampled_from(["  ", "\t"])) + draw(_VALUE).strip() + "x"
         out.append(line + eol)
     text = "".join(out)

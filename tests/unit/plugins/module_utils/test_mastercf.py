@@ -241,13 +241,13 @@ def test_option_edit_touches_only_its_line() -> None:
 
 def test_field_edit_keeps_the_columns() -> None:
     text = _fixture("stock.cf")
-    out, _ = _apply(text, {"service": "smtp", "type": "inet", "maxproc": 20, "chroot": False})
+    out, _changed = _apply(text, {"service": "smtp", "type": "inet", "maxproc": 20, "chroot": False})
     assert _changed_lines(text, out)[1] == ["smtp      inet  n       -       n       -       20      smtpd\n"]
 
 
 def test_new_option_goes_on_a_continuation_line_before_pipe_arguments() -> None:
     text = _fixture("stock.cf")
-    out, _ = _apply(text, {"service": "maildrop", "type": "unix", "options": {"a_param": "two words"}})
+    out, _changed = _apply(text, {"service": "maildrop", "type": "unix", "options": {"a_param": "two words"}})
     lines = out.splitlines()
     at = lines.index("maildrop  unix  -       n       n       -       -       pipe")
     assert lines[at + 1] == "  -o { a_param = two words }"
@@ -256,9 +256,9 @@ def test_new_option_goes_on_a_continuation_line_before_pipe_arguments() -> None:
 
 def test_option_null_removes_and_purge_removes_the_rest() -> None:
     text = _fixture("grammar.cf")
-    out, _ = _apply(text, {"service": "submission", "type": "inet", "options": {"smtpd_sasl_auth_enable": None}})
+    out, _changed = _apply(text, {"service": "submission", "type": "inet", "options": {"smtpd_sasl_auth_enable": None}})
     assert "smtpd_sasl_auth_enable" not in out
-    out, _ = _apply(text, {"service": "submission", "type": "inet", "purge_options": True,
+    out, _changed = _apply(text, {"service": "submission", "type": "inet", "purge_options": True,
                            "options": {"syslog_name": "postfix/submission"}})
     assert _entry(MasterCf.parse(out), "submission", "inet")["options"] == {"syslog_name": "postfix/submission"}
     assert "# a comment inside an entry does not end it\n" in out
@@ -305,23 +305,31 @@ def test_new_entry_is_appended_in_column_style() -> None:
 
 
 def test_edits_keep_crlf_and_missing_final_newline() -> None:
-    out, _ = _apply(_fixture("crlf.cf"), {"service": "pickup", "type": "unix", "options": {"a": "1"}})
+    out, _changed = _apply(_fixture("crlf.cf"), {"service": "pickup", "type": "unix", "options": {"a": "1"}})
     assert out.count("\r\n") == out.count("\n")
-    out, _ = _apply(_fixture("no-final-newline.cf"), {"service": "new", "type": "unix", "command": "smtp"})
+    out, _changed = _apply(_fixture("no-final-newline.cf"), {"service": "new", "type": "unix", "command": "smtp"})
     assert "pickup\nnew " in out and out.endswith("smtp\n")
 
 
 def test_attached_option_is_rewritten_detached() -> None:
     # postconf 3.7 misreads "-oname=value"; a value we write is always "-o name=value".
-    out, _ = _apply(_fixture("grammar.cf"), {"service": "127.0.0.1:10025", "type": "inet",
+    out, _changed = _apply(_fixture("grammar.cf"), {"service": "127.0.0.1:10025", "type": "inet",
                                              "options": {"content_filter": "smtp:[127.0.0.1]:10024"}})
     assert "  -o content_filter=smtp:[127.0.0.1]:10024\n" in out
+
+
+def test_repeated_option_collapses_to_one() -> None:
+    text = "qmgr fifo n - n 300 1 qmgr\n  -o syslog_name=a\n  -o syslog_name=b\n#\n  -o syslog_name=c\n"
+    out, changed = _apply(text, {"service": "qmgr", "type": "fifo", "options": {"syslog_name": "new"}})
+    assert changed and out == "qmgr fifo n - n 300 1 qmgr\n#\n  -o syslog_name=new\n"
+    out, _changed = _apply("x unix - - y - - smtp -o a=1 -o a=2 -o a=3\n", {"service": "x", "type": "unix", "options": {"a": "9"}})
+    assert out == "x unix - - y - - smtp -o a=9\n"
 
 
 def test_args_replace_rewrites_only_that_entry() -> None:
     text = _fixture("stock.cf")
     args = ["flags=DRhu", "user=vmail", "argv=/usr/bin/maildrop", "-d", "${recipient}"]
-    out, _ = _apply(text, {"service": "maildrop", "type": "unix", "args": args})
+    out, _changed = _apply(text, {"service": "maildrop", "type": "unix", "args": args})
     assert _changed_lines(text, out) == (
         ["  flags=DRXhu user=vmail argv=/usr/bin/maildrop -d ${recipient}\n"],
         ["  flags=DRhu user=vmail argv=/usr/bin/maildrop -d ${recipient}\n"],

@@ -473,3 +473,28 @@ def test_instance_from_params() -> None:
     assert inst.default_process_limit == 50
     assert inst.supplementary_groups == ("ssl-cert",)
     assert Instance.from_params({"multi_instance_name": ""}).short_name == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("::", "::"), ("0:0:0:0:0:0:0:1", "::1"),
+        ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"), ("2001:db8::7", "2001:db8::7"),
+        ("fe80::1:2", "fe80::1:2"), ("::ffff:192.0.2.1", "::ffff:c000:201"), ("1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"),
+        ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+    ],
+)
+def test_ip_address_canonical(text: str, canonical: str) -> None:
+    import ipaddress
+
+    from ansible_collections.mailfleet.postfix.plugins.module_utils._units import ip_address
+
+    assert ip_address(text).text == canonical == str(ipaddress.ip_address(text)).replace("::ffff:192.0.2.1", "::ffff:c000:201")
+
+
+@pytest.mark.parametrize("bad", ["1.2.3", "256.1.1.1", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "g::1", "", "localhost"])
+def test_ip_address_rejects(bad: str) -> None:
+    from ansible_collections.mailfleet.postfix.plugins.module_utils._units import ip_address
+
+    with pytest.raises(ValueError):
+        ip_address(bad)

@@ -11,8 +11,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
+from ansible.module_utils import _internal
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -73,9 +75,15 @@ def run_module(name: str, args: dict[str, Any], *, tmp: Path, check: bool = Fals
     full = dict(args, _ansible_check_mode=check, _ansible_diff=diff, _ansible_remote_tmp=str(remote_tmp))
     out = io.StringIO()
     # Warnings live in process-wide state; start clean so earlier modules' warnings do not leak in.
+    # Once controller code was imported (filter tests), warn() would print instead of returning them.
     _warnings._global_warnings.clear()
     _warnings._global_deprecations.clear()
-    with patch_module_args(full), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exc:
+    with (
+        patch.object(_internal, "is_controller", False),
+        patch_module_args(full),
+        contextlib.redirect_stdout(out),
+        pytest.raises(SystemExit) as exc,
+    ):
         module.main()
     result: dict[str, Any] = json.loads(out.getvalue())
     assert bool(result.get("failed")) == (exc.value.code != 0), result

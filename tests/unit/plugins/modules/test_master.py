@@ -22,7 +22,7 @@ from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_en
     warnings_of,
 )
 
-SUBMISSION = {
+SUBMISSION: dict[str, Any] = {
     "service": "submission",
     "type": "inet",
     "command": "smtpd",
@@ -73,7 +73,7 @@ def test_diff_shows_before_and_after(conf: ConfigDir, tmp_path: Path) -> None:
 
 
 def test_check_mode_diff_equals_real_diff(conf: ConfigDir, tmp_path: Path) -> None:
-    args = {"service": "relay", "type": "unix", "state": "disabled"}
+    args: dict[str, Any] = {"service": "relay", "type": "unix", "state": "disabled"}
     predicted = _run(conf, tmp_path, check=True, diff=True, **args)["diff"]
     real = _run(conf, tmp_path, diff=True, **args)["diff"]
     assert predicted == real

@@ -12,6 +12,7 @@ from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_en
     ConfigDir,
     make_config_dir,
     needs_postfix,
+    needs_postfix_check,
     run_module,
     warnings_of,
 )
@@ -116,8 +117,7 @@ def test_unused_parameter_is_a_warning(conf: ConfigDir, tmp_path: Path) -> None:
     assert any(f"{conf.main}: unused parameter: mailfleet_custom_list=a, b" in w for w in warnings_of(result))
 
 
-@needs_postfix
+@needs_postfix_check
 def test_postfix_refusal_is_returned(conf: ConfigDir, tmp_path: Path) -> None:
-    # postconf refuses an inet service when no address family is enabled.
     msg = _refused(conf, tmp_path, settings={"inet_protocols": "carrier-pigeon"})
-    assert msg.startswith("postconf -M refused the new configuration: ")
+    assert msg == 'postfix check refused the new configuration: postfix: fatal: unknown inet_protocols value "carrier-pigeon" in "carrier-pigeon"'

@@ -1,0 +1,457 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""systemd generator for master-less Postfix instances, and the host-side helpers it shares with the module.
+
+Private to the mailfleet.postfix collection; the API may change without notice.
+
+Installed by the systemd_units module as a systemd generator. At boot and at every
+``systemctl daemon-reload`` it reads, for each instance enabled in
+/etc/mailfleet-postfix/instances/<name>.conf, the instance's master.cf and main.cf
+facts (``postconf -x``) and writes the units of ``_units.build_units`` into the
+generator output directory, plus a ``multi-user.target.wants`` link and, in the
+early directory (which outranks /etc), a mask for the distribution's master unit
+of that instance. Editing master.cf and running ``systemctl daemon-reload`` is
+all a user needs.
+
+A master.cf that cannot be mapped (or any other failure) is logged with its line
+and reason, and the instance's last good unit set is written instead: the copy
+this generator keeps in /run, else the one the module stored in /var/lib. A unit
+set is built completely in memory before anything is written, so it is never
+half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+CONF_DIR = "/etc/mailfleet-postfix/instances"
+STATE_DIR = "/var/lib/mailfleet-postfix"
+RUN_DIR = "/run/mailfleet-postfix"
+POSTCONF = "/usr/sbin/postconf"
+UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system")
+TAG = "mailfleet-postfix-generator"
+# main.cf parameters the mapping reads (postconf -x, so the values are expanded).
+FACT_PARAMS = (
+    "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
+    "mail_owner", "setgid_group", "default_process_limit", "inet_interfaces", "inet_protocols",
+    "master_service_disable", "compatibility_level", "multi_instance_name", "known_tcp_ports",
+    "virtual_mailbox_base", "maillog_file", "max_use",
+)
+# Files smtpd reads before it could drop privileges; started as mail_owner it needs them readable.
+SECRET_PARAMS = (
+    "smtpd_tls_key_file", "smtpd_tls_cert_file", "smtpd_tls_dkey_file", "smtpd_tls_dcert_file",
+    "smtpd_tls_eckey_file", "smtpd_tls_eccert_file", "smtpd_tls_chain_files",
+)
+
+
+class GeneratorError(Exception):
+    """A problem with one instance; the others are still generated."""
+
+
+def log(message: str) -> None:
+    try:
+        sys.stderr.write(f"{TAG}: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def read_conf(path: str) -> dict[str, str]:
+    """key=value lines; '#' comments."""
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                out[key.strip()] = value.strip()
+    if not out.get("config_directory", "").startswith("/"):
+        raise GeneratorError(f"{path}: config_directory must be an absolute path")
+    return out
+
+
+def enabled_instances(conf_dir: str = CONF_DIR) -> list[tuple[str, dict[str, str]]]:
+    try:
+        names = sorted(n for n in os.listdir(conf_dir) if n.endswith(".conf"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append((name[: -len(".conf")], read_conf(os.path.join(conf_dir, name))))
+        except (OSError, GeneratorError) as exc:
+            log(f"{name}: {exc}")
+    return out
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    """posix_spawn with captured output (subprocess costs more start-up time than the call)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    try:
+        pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
+                             file_actions=actions)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    import select
+
+    open_fds = [out_r, err_r]
+    while open_fds:
+        for fd in select.select(open_fds, [], [], 30)[0] or open_fds:
+            data = os.read(fd, 65536)
+            if data:
+                chunks[fd].append(data)
+            else:
+                open_fds.remove(fd)
+                os.close(fd)
+    status = os.waitpid(pid, 0)[1]
+    decode = lambda fd: b"".join(chunks[fd]).decode(errors="replace")  # noqa: E731
+    return os.waitstatus_to_exitcode(status), decode(out_r), decode(err_r)
+
+
+def parse_postconf(out: str) -> dict[str, str]:
+    facts: dict[str, str] = {}
+    for line in out.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep:
+            facts[name.strip()] = value.strip()
+        elif line.endswith(" ="):
+            facts[line[:-2].strip()] = ""
+    return facts
+
+
+def postconf_output(config_dir: str, params: tuple[str, ...], postconf: str = POSTCONF) -> str:
+    """Expanded main.cf values ('name = value' lines), as the daemons will see them."""
+    try:
+        code, out, err = run([postconf, "-c", config_dir, "-x", *params])
+    except OSError as exc:
+        raise GeneratorError(f"{postconf}: {exc.strerror}") from exc
+    if code != 0:
+        raise GeneratorError(f"postconf -c {config_dir}: {err.strip() or 'exit ' + str(code)}")
+    return out
+
+
+def postconf_facts(config_dir: str, params: tuple[str, ...], postconf: str = POSTCONF) -> dict[str, str]:
+    return parse_postconf(postconf_output(config_dir, params, postconf))
+
+
+def master_units(name: str) -> tuple[str, ...]:
+    """The distribution units that run master(8) for this instance (multi_instance_name or '-')."""
+    debian = any(os.path.exists(os.path.join(d, "postfix@.service")) for d in UNIT_DIRS)
+    if debian:
+        return (f"postfix@{'-' if name in ('', '-') else name}.service",)
+    return ("postfix.service",) if name in ("", "-") else ()
+
+
+# --------------------------------------------------------------------------- who may read smtpd's secrets
+
+
+def _owner_ids(owner: str) -> tuple[int, set[int]]:
+    import grp
+    import pwd
+
+    entry = pwd.getpwnam(owner)
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if owner in g.gr_mem}
+    return entry.pw_uid, gids
+
+
+def _may(st: os.stat_result, uid: int, gids: set[int], bit: int) -> "bool | int":
+    """True when uid/gids have the permission; else the group that would grant it, else False."""
+    if st.st_uid == uid:
+        return bool(st.st_mode & (bit << 6))
+    if st.st_gid in gids and st.st_mode & (bit << 3):
+        return True
+    if st.st_mode & bit:
+        return True
+    return st.st_gid if st.st_mode & (bit << 3) else False
+
+
+def owner_access(paths: list[str], owner: str) -> tuple[list[str], bool]:
+    """(groups that give mail_owner read access, whether that suffices for all paths)."""
+    import grp
+
+    uid, gids = _owner_ids(owner)
+    extra: set[int] = set()
+    for path in paths:
+        steps = []
+        parent = os.path.dirname(path)
+        while parent and parent != "/":
+            steps.append((parent, 1))  # search (x)
+            parent = os.path.dirname(parent)
+        steps.append((path, 4))  # read (r)
+        for step, bit in steps:
+            try:
+                st = os.stat(step)
+            except OSError:
+                break  # missing: Postfix reports it itself
+            verdict = _may(st, uid, gids | extra, bit)
+            if verdict is False:
+                return [], False
+            if verdict is not True:
+                extra.add(int(verdict))
+    names = sorted(grp.getgrgid(g).gr_name for g in extra)
+    return names, True
+
+
+def secret_paths(facts: dict[str, str], entries: list[object], names: tuple[str, ...]) -> list[str]:
+    """Files smtpd opens before it could drop privileges (main.cf and -o overrides)."""
+    import re
+
+    values = [facts.get(n, "") for n in names]
+    for entry in entries:
+        if os.path.basename(entry.parsed.fields["command"]) == "smtpd":  # type: ignore[attr-defined]
+            values += [v for k, v in entry.options.items() if k in names]  # type: ignore[attr-defined]
+    out: list[str] = []
+    for value in values:
+        for word in re.split(r"[\s,]+", value):
+            if word.startswith("/") and "$" not in word and word not in out:
+                out.append(word)
+    return out
+
+
+# --------------------------------------------------------------------------- building
+
+
+class Inputs:
+    """What one instance's units are made from, read without the mapping's import cost."""
+
+    def __init__(self, name: str, conf: dict[str, str], postconf: str = POSTCONF) -> None:
+        self.name = name
+        self.conf = conf
+        config_dir = conf["config_directory"]
+        self.postconf_text = postconf_output(config_dir, FACT_PARAMS + SECRET_PARAMS, postconf)
+        self.facts = parse_postconf(self.postconf_text)
+        self.path = os.path.join(config_dir, "master.cf")
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+                self.text = handle.read()
+        except OSError as exc:
+            raise GeneratorError(f"{self.path}: {exc.strerror}") from exc
+
+    def key(self, lib_dir: str = "") -> str:
+        """Equal keys give equal unit sets: then the saved set is written without mapping anything.
+
+        lib_dir: where the installed library lives (default: this file's directory).
+        """
+        parts = [f"{k}={v}" for k, v in sorted(self.conf.items())] + [self.postconf_text, self.text]
+        here = lib_dir or os.path.dirname(os.path.abspath(__file__))
+        stats = [os.path.join(here, n) for n in ("_mastercf.py", "_units.py", "_sandbox.py", "_generator.py")]
+        stats.append("/etc/group")
+        # smtpd's pre-jail files decide User=/SupplementaryGroups=: their permissions count too.
+        words = [w for v in (self.facts.get(p, "") for p in SECRET_PARAMS) for w in v.replace(",", " ").split()]
+        words += [w.split("=", 1)[1] for w in self.text.split() if "smtpd_tls_" in w and "=/" in w]
+        for word in words:
+            while word.startswith("/") and word != "/":
+                stats.append(word)
+                word = os.path.dirname(word)
+        for path in stats:
+            try:
+                st = os.stat(path)
+                parts.append(f"{path}:{st.st_mode}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}")
+            except OSError:
+                parts.append(f"{path}:-")
+        return "\n".join(parts)
+
+
+def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: "Inputs | None" = None):  # type: ignore[no-untyped-def]
+    """The unit set of one instance, from the files on this host. Raises MasterCfError/GeneratorError."""
+    from ._mastercf import MasterCf
+    from ._units import Instance, build_units
+
+    inputs = inputs or Inputs(name, conf, postconf)
+    facts = inputs.facts
+    doc = MasterCf.parse(inputs.text, path=inputs.path)
+    entries = doc.entries(enabled=True)
+    owner = facts.get("mail_owner", "postfix")
+    try:
+        groups, enough = owner_access(secret_paths(facts, entries, SECRET_PARAMS), owner)
+    except KeyError as exc:
+        raise GeneratorError(f"mail_owner '{owner}' is not a user on this host") from exc
+    extra = {k: v for k, v in conf.items() if k in ("chroot", "python", "libexec_directory", "runtime_directory")}
+    instance = Instance.from_params(
+        {k: v for k, v in facts.items() if k not in SECRET_PARAMS},
+        source=inputs.path,
+        supplementary_groups=tuple(groups),
+        root_daemons=() if enough else ("smtpd",),
+        master_units=master_units(facts.get("multi_instance_name", "") or "-"),
+        **extra,
+    )
+    if instance.short_name != name:
+        raise GeneratorError(f"{CONF_DIR}/{name}.conf names instance '{name}', but {conf['config_directory']}/main.cf "
+                             f"says multi_instance_name = {facts.get('multi_instance_name') or '(primary)'}")
+    return build_units(entries, instance)
+
+
+def files_of(unitset) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Relative path -> content; links as '@link:' + target."""
+    out = dict(unitset.units)
+    out.update({link: "@link:" + target for link, target in unitset.links.items()})
+    return out
+
+
+def saved_record(unitset, inputs: Inputs, lib_dir: str = "") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """What save_set() keeps: the files plus the inputs they were made from and the masks."""
+    return {**files_of(unitset), "@inputs": inputs.key(lib_dir), "@masks": " ".join(unitset.instance.master_units)}
+
+
+def split_record(record: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    files = {k: v for k, v in record.items() if not k.startswith("@")}
+    return files, record.get("@masks", "").split()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_tree(root: str, files: dict[str, str]) -> None:
+    made: set[str] = set()
+    for rel, content in files.items():
+        path = os.path.join(root, rel)
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        if content.startswith("@link:"):
+            target = content[len("@link:"):]
+            if os.path.lexists(path):
+                os.unlink(path)
+            os.symlink(os.path.join("..", target) if "/" in rel else target, path)
+        else:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(content)
+
+
+def read_tree(root: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                out[rel] = "@link:" + os.path.basename(os.readlink(path))
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    out[rel] = handle.read()
+    return out
+
+
+def set_text(files: dict[str, str]) -> str:
+    """A unit set as one text: name, length and content records."""
+    return "".join(f"{rel}\n{len(content)}\n{content}" for rel, content in sorted(files.items()))
+
+
+def save_set(path: str, files: dict[str, str]) -> None:
+    """Keep a unit set as one file, replaced atomically."""
+    body = set_text(files)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".new"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(body)
+    os.rename(tmp, path)
+
+
+def load_set(path: str) -> dict[str, str]:
+    with open(path, encoding="utf-8") as handle:
+        body = handle.read()
+    files: dict[str, str] = {}
+    pos = 0
+    while pos < len(body):
+        rel_end = body.index("\n", pos)
+        len_end = body.index("\n", rel_end + 1)
+        size = int(body[rel_end + 1:len_end])
+        files[body[pos:rel_end]] = body[len_end + 1:len_end + 1 + size]
+        pos = len_end + 1 + size
+    return files
+
+
+def last_good(name: str, run_dir: str = RUN_DIR, state_dir: str = STATE_DIR) -> "tuple[str, dict[str, str]] | None":
+    for path in (os.path.join(run_dir, name, "units.set"), os.path.join(state_dir, name, "units.set")):
+        try:
+            files = load_set(path)
+        except (OSError, ValueError):
+            continue
+        if files:
+            return path, files
+    return None
+
+
+def generate(out_dir: str, early_dir: str, *, conf_dir: str = CONF_DIR, run_dir: str = RUN_DIR,
+             state_dir: str = STATE_DIR, postconf: str = POSTCONF) -> int:
+    """One generator run; returns the number of instances that fell back to (or lack) a good unit set."""
+    failed = 0
+    for name, conf in enabled_instances(conf_dir):
+        default_masks = list(master_units("-" if name == "default" else "postfix-" + name))
+        try:
+            inputs = Inputs(name, conf, postconf)
+            saved = last_good(name, run_dir, state_dir)
+            if saved is not None and saved[1].get("@inputs") == inputs.key():
+                files, masks = split_record(saved[1])  # nothing changed: no mapping needed
+                if not saved[0].startswith(run_dir):
+                    save_set(os.path.join(run_dir, name, "units.set"), saved[1])
+            else:
+                files, masks = _build_and_save(name, conf, inputs, run_dir)
+        except Exception as exc:  # noqa: BLE001 - MasterCfError, GeneratorError, OSError: keep the old set
+            failed += 1
+            saved = last_good(name, run_dir, state_dir)
+            if saved is None:
+                log(f"instance {name}: {exc}; no earlier unit set to keep, the instance is not started")
+                _mask(early_dir, default_masks)
+                continue
+            log(f"instance {name}: {exc}; keeping the last good unit set ({saved[0]})")
+            files, masks = split_record(saved[1])
+        write_tree(out_dir, files)
+        _mask(early_dir, masks or default_masks)
+    return failed
+
+
+def _build_and_save(name: str, conf: dict[str, str], inputs: Inputs, run_dir: str) -> tuple[dict[str, str], list[str]]:
+    unitset = build(name, conf, inputs=inputs)
+    for warning in unitset.warnings:
+        log(f"instance {name}: {warning}")
+    record = saved_record(unitset, inputs)
+    try:
+        save_set(os.path.join(run_dir, name, "units.set"), record)
+    except OSError as exc:
+        log(f"instance {name}: cannot keep a copy in {run_dir}: {exc}")
+    return split_record(record)
+
+
+def _mask(early_dir: str, units: "list[str] | tuple[str, ...]") -> None:
+    """Never a master beside the units: the early dir outranks /etc, so unmask cannot undo it."""
+    for unit in units:
+        mask = os.path.join(early_dir, unit)
+        if not os.path.lexists(mask):
+            os.makedirs(early_dir, exist_ok=True)
+            os.symlink("/dev/null", mask)
+
+
+LAUNCHER = """#!{python} -IS
+# Installed by mailfleet.postfix (systemd_units): master.cf -> systemd units for master-less instances.
+import sys
+sys.path.insert(0, {libexec!r})
+from mailfleet_postfix._generator import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (1, 3):
+        log("usage: generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
+        return 2
+    out_dir = argv[0]
+    early_dir = argv[1] if len(argv) == 3 else argv[0]
+    env = os.environ.get
+    try:
+        # The overrides exist for bench/ and tests; systemd runs generators with a clean environment.
+        generate(out_dir, early_dir, conf_dir=env("MAILFLEET_POSTFIX_CONF_DIR", CONF_DIR),
+                 run_dir=env("MAILFLEET_POSTFIX_RUN_DIR", RUN_DIR), state_dir=env("MAILFLEET_POSTFIX_STATE_DIR", STATE_DIR))
+    except Exception as exc:  # noqa: BLE001 - a generator must never take the boot down
+        log(f"unexpected error: {exc!r}")
+    # Failures are logged per instance; the generator itself succeeds so systemd keeps the rest.
+    return 0

@@ -1,0 +1,249 @@
+"""The systemd generator: units from the files on disk, last good set on errors, masks, timing."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+
+DEBIAN = (Path(__file__).parent / "fixtures" / "debian-master.cf").read_text()
+FACTS = {
+    "config_directory": "/etc/postfix", "queue_directory": "/var/spool/postfix", "data_directory": "/var/lib/postfix",
+    "daemon_directory": "/usr/lib/postfix/sbin", "command_directory": "/usr/sbin", "mail_owner": "postfix",
+    "setgid_group": "postdrop", "default_process_limit": "100", "inet_interfaces": "all", "inet_protocols": "all",
+    "master_service_disable": "", "compatibility_level": "3.6", "multi_instance_name": "",
+    "smtpd_tls_key_file": "", "smtpd_tls_cert_file": "",
+}
+
+
+class Host:
+    def __init__(self, tmp: Path, facts: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.etc = tmp / "etc-postfix"
+        self.etc.mkdir()
+        (self.etc / "master.cf").write_text(DEBIAN)
+        self.conf = tmp / "instances"
+        self.conf.mkdir()
+        self.run = tmp / "run"
+        self.state = tmp / "state"
+        self.out = tmp / "out"
+        self.early = tmp / "early"
+        self.facts = dict(FACTS, config_directory=str(self.etc), **(facts or {}))
+        self.postconf = tmp / "postconf"
+        self.write_facts()
+
+    def write_facts(self) -> None:
+        lines = "".join(f"{k} = {v}\n" for k, v in self.facts.items())
+        (self.tmp / "facts").write_text(lines)
+        self.postconf.write_text(f"#!/bin/sh\ncat {self.tmp / 'facts'}\n")
+        self.postconf.chmod(0o755)
+
+    def enable(self, name: str = "default") -> None:
+        (self.conf / f"{name}.conf").write_text(f"# test\nconfig_directory = {self.etc}\n")
+
+    def generate(self) -> int:
+        for d in (self.out, self.early):
+            if d.exists():
+                for p in sorted(d.rglob("*"), reverse=True):
+                    p.unlink() if not p.is_dir() or p.is_symlink() else p.rmdir()
+        return _generator.generate(str(self.out), str(self.early), conf_dir=str(self.conf), run_dir=str(self.run),
+                                   state_dir=str(self.state), postconf=str(self.postconf))
+
+
+pytestmark = pytest.mark.skipif(not _generator.os.path.exists("/etc/passwd"), reason="needs a passwd database")
+
+
+def have_postfix_user() -> bool:
+    try:
+        pwd.getpwnam("postfix")
+        return True
+    except KeyError:
+        return False
+
+
+needs_postfix = pytest.mark.skipif(not have_postfix_user(), reason="mail_owner 'postfix' must exist")
+
+
+@needs_postfix
+def test_generates_units_links_and_mask(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    assert host.generate() == 0
+    assert (host.out / "postfix-default-smtp-inet.socket").is_file()
+    link = host.out / "multi-user.target.wants" / "postfix-default.target"
+    assert link.is_symlink() and os.readlink(link) == "../postfix-default.target"
+    mask = next(host.early.iterdir())
+    assert mask.is_symlink() and os.readlink(mask) == "/dev/null"
+    assert mask.name in ("postfix@-.service", "postfix.service")
+    # The copy kept for a later broken master.cf is the same set.
+    saved, masks = _generator.split_record(_generator.load_set(str(host.run / "default" / "units.set")))
+    assert saved == _generator.read_tree(str(host.out))
+    assert masks == [mask.name]
+    assert capsys.readouterr().err == ""
+
+
+def test_no_enabled_instance_writes_nothing(tmp_path: Path) -> None:
+    host = Host(tmp_path)
+    assert host.generate() == 0
+    assert not host.out.exists() or not any(host.out.iterdir())
+
+
+@needs_postfix
+def test_broken_master_cf_keeps_the_last_good_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    good = _generator.read_tree(str(host.out))
+    (host.etc / "master.cf").write_text(DEBIAN + "oops unix - - y - - frobnicate\n")
+    assert host.generate() == 1
+    err = capsys.readouterr().err
+    assert "master.cf line 39" in err and "frobnicate" in err and "keeping the last good unit set" in err
+    assert _generator.read_tree(str(host.out)) == good
+    assert any(host.early.iterdir())  # still masked
+
+
+@needs_postfix
+def test_falls_back_to_the_modules_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    good = _generator.read_tree(str(host.out))
+    _generator.save_set(str(host.state / "default" / "units.set"), {**good, "@inputs": "older"})
+    import shutil
+
+    shutil.rmtree(host.run)  # after a reboot /run is empty
+    (host.etc / "master.cf").write_text("smtp inet n - y - - smtpd\n25 inet n - y - - smtpd\n")
+    assert host.generate() == 1
+    assert str(host.state) in capsys.readouterr().err
+    assert _generator.read_tree(str(host.out)) == good
+
+
+def test_nothing_good_means_nothing_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    (host.etc / "master.cf").write_text("qmgr inet n - n 300 1 qmgr\n")
+    assert host.generate() == 1
+    assert "not started" in capsys.readouterr().err
+    assert not host.out.exists() or not any(host.out.iterdir())
+
+
+@needs_postfix
+def test_instance_name_must_match_main_cf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path, {"multi_instance_name": "postfix-out"})
+    host.enable("default")
+    assert host.generate() == 1
+    assert "multi_instance_name = postfix-out" in capsys.readouterr().err
+
+
+def test_postconf_failure_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    host.postconf.write_text("#!/bin/sh\necho 'postconf: fatal: open main.cf: No such file' >&2\nexit 1\n")
+    assert host.generate() == 1
+    assert "postconf -c" in capsys.readouterr().err
+
+
+def test_bad_conf_is_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    (host.conf / "x.conf").write_text("config_directory = relative\n")
+    assert host.generate() == 0
+    assert "absolute" in capsys.readouterr().err
+
+
+def test_saved_set_roundtrip(tmp_path: Path) -> None:
+    files = {"a.service": "x\n\nLine 2\n", "w/b.target": "@link:b.target", "empty.slice": ""}
+    _generator.save_set(str(tmp_path / "s" / "units.set"), files)
+    assert _generator.load_set(str(tmp_path / "s" / "units.set")) == files
+
+
+def test_run_captures_output() -> None:
+    assert _generator.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]) == (3, "out\n", "err\n")
+
+
+def test_main_usage_and_never_fails(tmp_path: Path) -> None:
+    assert _generator.main([]) == 2
+    assert _generator.main([str(tmp_path / "o"), str(tmp_path / "e"), str(tmp_path / "l")]) == 0
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may traverse (pytest's tmp_path is 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="mailfleet-access-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown test files")
+def test_owner_access(open_dir: Path) -> None:
+    tmp_path = open_dir
+    daemon_gid = grp.getgrnam("daemon").gr_gid
+    nobody = "nobody"
+    readable = tmp_path / "cert.pem"
+    readable.write_text("x")
+    readable.chmod(0o644)
+    secret = tmp_path / "key.pem"
+    secret.write_text("x")
+    secret.chmod(0o600)
+    grouped = tmp_path / "grouped.pem"
+    grouped.write_text("x")
+    os.chown(grouped, 0, daemon_gid)
+    grouped.chmod(0o640)
+    assert _generator.owner_access([str(readable)], nobody) == ([], True)
+    assert _generator.owner_access([str(grouped)], nobody) == (["daemon"], True)
+    assert _generator.owner_access([str(readable), str(secret)], nobody) == ([], False)
+    assert _generator.owner_access([str(tmp_path / "missing.pem")], nobody) == ([], True)
+    open_dir.chmod(0o700)  # a directory on the way that mail_owner cannot search
+    assert _generator.owner_access([str(readable)], nobody) == ([], False)
+    open_dir.chmod(0o755)
+
+
+@needs_postfix
+def test_unreadable_tls_key_starts_smtpd_as_root(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root")
+    key = tmp_path / "key.pem"
+    key.write_text("x")
+    key.chmod(0o600)
+    host = Host(tmp_path, {"smtpd_tls_key_file": str(key)})
+    host.enable()
+    host.generate()
+    unit = (host.out / "postfix-default-smtp-inet@.service").read_text()
+    assert "User=postfix" not in unit and " -u " in unit
+
+
+@needs_postfix
+def test_unchanged_inputs_reuse_the_saved_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    first = _generator.read_tree(str(host.out))
+    calls = []
+    monkeypatch.setattr(_generator, "build", lambda *a, **k: calls.append(a) or pytest.fail("rebuilt"))
+    host.generate()
+    assert _generator.read_tree(str(host.out)) == first and not calls
+    monkeypatch.undo()
+    (host.etc / "master.cf").write_text(DEBIAN.replace("smtp      inet  n       -       y       -       -       smtpd",
+                                                       "2525      inet  n       -       y       -       -       smtpd"))
+    host.generate()
+    assert "postfix-default-2525-inet.socket" in _generator.read_tree(str(host.out))
+
+
+@needs_postfix
+def test_generator_is_fast(tmp_path: Path) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    start = time.perf_counter()
+    host.generate()
+    assert time.perf_counter() - start < 1.0  # bench/generator.sh measures the real budget (50 ms)
