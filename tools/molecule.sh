@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 base=molecule/_shared/config.yml
 # Container and network names are global: one molecule run per machine, across checkouts.
-lock=${MAILFLEET_MOLECULE_LOCK:-/run/lock/mailfleet-molecule.lock}
+lock=${MAILFLEET_MOLECULE_LOCK:-/tmp/mailfleet-molecule.lock}
 
 die() { echo "molecule: $*" >&2; exit 1; }
 
