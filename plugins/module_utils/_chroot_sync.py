@@ -8,7 +8,9 @@ Standard library only: the instance_unit module also installs this very file on
 hosts as /usr/libexec/mailfleet-postfix/chroot-sync, which the jail's .path unit
 runs when a copied host file changes:
 
-    chroot-sync refresh QUEUE_DIRECTORY   re-copy what the manifest lists from its sources
+    chroot-sync refresh QUEUE_DIRECTORY [--reload]
+        re-copy what the manifest lists from its sources; with --reload, reload the
+        instance's running master when anything changed
 
 Adding and removing items needs the plan (master.cf + main.cf), which the chroot
 module computes; ``refresh`` only keeps the listed items equal to their sources.
@@ -547,6 +549,25 @@ def refresh(queue: str) -> SyncResult:
     return sync(queue, manifest["items"])
 
 
+def reload_master(queue: str) -> bool:
+    """SIGHUP the instance's running master, as ``postfix reload`` does; False when none runs.
+
+    Running daemons keep what they loaded from the old jail: Postfix initializes the resolver once
+    per process and changes _res, so glibc does not re-read resolv.conf for it. master's reload
+    makes every daemon finish its work and start afresh.
+    """
+    try:
+        with open(posixpath.join(queue, "pid", "master.pid"), encoding="ascii") as handle:
+            pid = int(handle.read().split()[0])
+        with open(f"/proc/{pid}/comm", encoding="ascii") as handle:
+            if handle.read().strip() != "master":
+                return False
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- verify
 
 
@@ -648,8 +669,8 @@ def verify(queue: str, user: str, *, names: Sequence[str] = (), services: Sequen
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 3 or argv[1] != "refresh":
-        sys.stderr.write("usage: chroot-sync refresh QUEUE_DIRECTORY\n")
+    if len(argv) not in (3, 4) or argv[1] != "refresh" or argv[3:] not in ([], ["--reload"]):
+        sys.stderr.write("usage: chroot-sync refresh QUEUE_DIRECTORY [--reload]\n")
         return 2
     queue = argv[2]
     try:
@@ -662,6 +683,8 @@ def main(argv: Sequence[str]) -> int:
             sys.stdout.write(f"chroot-sync: {kind} {posixpath.join(queue, path)}\n")
     for warning in result.warnings:
         sys.stderr.write(f"chroot-sync: warning: {warning}\n")
+    if argv[3:] == ["--reload"] and result.changed and reload_master(queue):
+        sys.stdout.write(f"chroot-sync: reloaded the master of {queue}\n")
     return 0
 
 

@@ -365,7 +365,7 @@ def _jail_units(inst: ClassicInstance, watch: Sequence[str]) -> dict[str, str]:
     sync = posixpath.join(inst.libexec_directory, JAIL_SYNC)
     service = [
         ("Type", "oneshot"),
-        ("ExecStart", f"{_quote(inst.python)} {_quote(sync)} refresh {_quote(inst.queue_directory)}"),
+        ("ExecStart", f"{_quote(inst.python)} {_quote(sync)} refresh {_quote(inst.queue_directory)} --reload"),
         # Root without capabilities can still write the root-owned jail directories.
         ("CapabilityBoundingSet", ""),
         ("NoNewPrivileges", "yes"),

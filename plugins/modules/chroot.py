@@ -50,6 +50,13 @@ options:
     type: list
     elements: path
     default: []
+  reload:
+    description:
+      - When the jail changed, reload the instance's running master (C(SIGHUP), as C(postfix reload) does).
+      - Daemons that already run keep what they loaded from the old jail; Postfix initializes the resolver once
+        per process, so a repaired C(resolv.conf) is only used by daemons started after it.
+    type: bool
+    default: true
   verify:
     description:
       - After syncing, look names up from inside the jail as the mail owner and fail when a lookup fails.
@@ -171,6 +178,10 @@ removed:
   returned: always
   type: list
   elements: str
+reloaded:
+  description: Whether the instance's master was reloaded because the jail changed.
+  returned: always
+  type: bool
 directories:
   description: Directories that were, or would be, created in the jail.
   returned: always
@@ -202,6 +213,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._chroot_sync imp
     JailError,
     check_queue_directory,
     probe_host,
+    reload_master,
     sync,
     verify,
 )
@@ -249,7 +261,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     params = postconf(module, config_dir)
     facts = probe_host(capath_candidates(params, master_text) + list(module.params["extra_files"]))
     result: dict[str, Any] = {"changed": False, "host": facts, "created": [], "updated": [], "removed": [],
-                              "directories": [], "verify": []}
+                              "directories": [], "verify": [], "reloaded": False}
     try:
         plan = plan_jail(master_text, params, HostFacts.from_dict(facts),
                          extra_files=module.params["extra_files"], path=master_path)
@@ -278,6 +290,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     except (JailError, OSError) as exc:
         module.fail_json(msg=f"cannot sync the jail {queue}: {exc}", **result)
     result.update(synced.to_dict(), changed=synced.changed)
+    if synced.changed and module.params["reload"] and not module.check_mode:
+        result["reloaded"] = reload_master(queue)
     for warning in synced.warnings:
         module.warn(warning)
     if module._diff:
@@ -308,6 +322,7 @@ def main() -> None:
             "config_dir": {"type": "path", "default": "/etc/postfix"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "extra_files": {"type": "list", "elements": "path", "default": []},
+            "reload": {"type": "bool", "default": True},
             "verify": {"type": "bool", "default": False},
             "verify_names": {"type": "list", "elements": "str", "default": ["localhost"]},
             "verify_services": {"type": "list", "elements": "str", "default": ["smtp"]},

@@ -313,8 +313,8 @@ def test_edits_keep_crlf_and_missing_final_newline() -> None:
 
 def test_attached_option_is_rewritten_detached() -> None:
     # postconf 3.7 misreads "-oname=value"; a value we write is always "-o name=value".
-    out, _changed = _apply(_fixture("grammar.cf"), {"service": "127.0.0.1:10025", "type": "inet",
-                                             "options": {"content_filter": "smtp:[127.0.0.1]:10024"}})
+    spec = {"service": "127.0.0.1:10025", "type": "inet", "options": {"content_filter": "smtp:[127.0.0.1]:10024"}}
+    out, _changed = _apply(_fixture("grammar.cf"), spec)
     assert "  -o content_filter=smtp:[127.0.0.1]:10024\n" in out
 
 

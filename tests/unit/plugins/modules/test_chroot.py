@@ -12,6 +12,9 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -275,3 +278,35 @@ def test_refresh_recopies_from_the_manifest(instance: dict[str, Any]) -> None:
     assert _chroot_sync.main(["chroot-sync", "refresh", str(queue)]) == 0
     assert (queue / "etc/hosts").read_bytes() == Path("/etc/hosts").read_bytes()
     assert _chroot_sync.main(["chroot-sync"]) == 2
+
+
+def test_reload_signals_only_a_running_master(instance: dict[str, Any], tmp_path: Path) -> None:
+    queue: Path = instance["queue"]
+    flag = tmp_path / "hup"
+    script = ("import signal, sys, time\n"
+              "open('/proc/self/comm', 'w').write(sys.argv[1])\n"
+              f"signal.signal(signal.SIGHUP, lambda *a: open({str(flag)!r}, 'w').write('hup'))\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(10)\n")
+    for comm, expected in (("postfix-ish", False), ("master", True)):
+        child = subprocess.Popen([sys.executable, "-c", script, comm], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            (queue / "pid" / "master.pid").write_text(f"{child.pid:>10}\n")
+            assert _chroot_sync.reload_master(str(queue)) is expected
+            time.sleep(0.2)
+            assert flag.exists() is expected
+        finally:
+            child.kill()
+            child.wait()
+    (queue / "pid" / "master.pid").unlink()
+    assert _chroot_sync.reload_master(str(queue)) is False
+
+
+def test_module_reloads_after_a_change(instance: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(module, "reload_master", lambda queue: calls.append(queue) or True)
+    assert ok({"config_dir": str(instance["config"])})["reloaded"] is True
+    assert ok({"config_dir": str(instance["config"])})["reloaded"] is False  # nothing changed
+    assert ok({"config_dir": str(instance["config"]), "state": "absent", "reload": False})["reloaded"] is False
+    assert calls == [str(instance["queue"])]

@@ -1,0 +1,72 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Two edge hosts, one delivery host, one outside client: the split holds from the outside."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+import testinfra
+from molecule_podman_hosts import hosts_in_group
+
+testinfra_hosts = hosts_in_group("client")
+EDGES = [spec.split("://", 1)[1] for spec in hosts_in_group("edge")]
+DELIVERY = hosts_in_group("delivery")[0]
+DELIVERY_NAME = DELIVERY.split("://", 1)[1]
+MAILDIR = "/home/alice/Maildir"
+
+
+def _swaks(host: Any, server: str, rcpt: str, *, extra: str = "") -> Any:
+    return host.run(f"swaks --server {server} --from probe@outside.invalid --to {rcpt} --helo outside.invalid {extra}")
+
+
+def _delivery() -> Any:
+    return testinfra.get_host(DELIVERY)
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_mail_from_outside_through_each_edge_reaches_the_mailbox(host: Any, edge: str) -> None:
+    token = f"mailfleet-{uuid.uuid4().hex}"
+    sent = _swaks(host, edge, "alice@fleet.example", extra=f"--header 'Subject: {token}'")
+    assert sent.rc == 0, sent.stdout
+    delivery = _delivery()
+    found = delivery.run(f"for i in $(seq 30); do grep -rqsF {token} {MAILDIR} && exit 0; sleep 1; done; exit 1")
+    assert found.rc == 0, f"{token} sent through {edge} is not in {MAILDIR} on {DELIVERY_NAME}"
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_edge_refuses_to_relay_to_foreign_domains(host: Any, edge: str) -> None:
+    result = _swaks(host, edge, "someone@foreign.example", extra="--quit-after RCPT")
+    assert re.search(r"<\*\* 554 5\.7\.1 .*Relay access denied", result.stdout), result.stdout
+
+
+def test_delivery_host_refuses_smtp_from_outside(host: Any) -> None:
+    result = _swaks(host, DELIVERY_NAME, "alice@fleet.example", extra="--quit-after RCPT")
+    refused = result.rc != 0 and (re.search(r"<\*\* 5\d\d ", result.stdout) or "Connection refused" in result.stdout)
+    assert refused, result.stdout
+
+
+def test_delivery_host_delivers_locally() -> None:
+    delivery = _delivery()
+    commands = {line.split()[7] for line in delivery.check_output("postconf -M").splitlines()}
+    assert "local" in commands
+    assert delivery.check_output("postconf -h home_mailbox") == "Maildir/"
+    assert delivery.check_output("postconf -h smtpd_client_restrictions") == "permit_mynetworks, reject"
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_edge_units_protect_home_and_run_no_delivery(edge: str) -> None:
+    node = testinfra.get_host(f"podman://{edge}")
+    commands = {line.split()[7] for line in node.check_output("postconf -M").splitlines()}
+    assert not commands & {"local", "virtual", "pipe", "spawn"}, commands
+    units = node.check_output(
+        "systemctl list-units --all --type=service --plain --no-legend 'postfix-*' | awk '{print $1}'"
+    ).split()
+    daemons = [u for u in units if re.search(r"/usr/(lib/postfix/sbin/|sbin/postfix)",
+                                             node.check_output(f"systemctl show -p ExecStart --value {u}"))]
+    assert daemons, f"no systemd service runs Postfix on {edge}"
+    for unit in daemons:
+        assert node.check_output(f"systemctl show -p ProtectHome --value {unit}") in ("yes", "read-only", "tmpfs"), unit

@@ -1,0 +1,322 @@
+# Copyright: mailfleet maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Master-less Postfix: mail flows through systemd units made from master.cf, with no master(8).
+
+Tests run in file order and share the two hosts; every test (except the mode switches at the end)
+checks that no master process runs before and after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+import testinfra
+
+MAIL = "mailfleet-mol-systemd"
+SINK = "mailfleet-mol-systemd-sink"
+TARGET = "postfix-default.target"
+HOLDER = "postfix-default-holder"
+BRIDGE = "/usr/bin/python3 -I -S /usr/libexec/mailfleet-postfix/bridge"
+HOLDER_SOCK = "/run/mailfleet-postfix/default/holder.sock"
+
+
+@pytest.fixture(scope="module")
+def mail() -> Any:
+    return testinfra.get_host(f"podman://{MAIL}")
+
+
+@pytest.fixture(scope="module")
+def sink() -> Any:
+    return testinfra.get_host(f"podman://{SINK}")
+
+
+@pytest.fixture(autouse=True)
+def no_master(request: pytest.FixtureRequest, mail: Any) -> Iterator[None]:
+    """pgrep -x master stays empty throughout (the mode-switch tests opt out)."""
+    check = "master_allowed" not in request.keywords
+    if check:
+        assert mail.run("pgrep -x master").stdout == "", "a master(8) process runs"
+    yield
+    if check:
+        assert mail.run("pgrep -x master").stdout == "", "a master(8) process runs"
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def swaks(host: Any, to: str, subject: str, server: str = "127.0.0.1:25", *extra: str) -> Any:
+    return host.run(f"swaks --silent 2 --server {server} --from probe@local.test --to {to} "
+                    f"--header 'Subject: {subject}' " + " ".join(extra))
+
+
+def in_mailbox(host: Any, user: str, needle: str) -> Callable[[], bool]:
+    return lambda: host.run(f"grep -qF -- '{needle}' /var/mail/{user}").rc == 0
+
+
+def unit_prop(host: Any, unit: str, prop: str) -> str:
+    return host.run(f"systemctl show -p {prop} --value -- '{unit}'").stdout.strip()
+
+
+def holder_status(host: Any) -> dict[str, Any]:
+    out = host.run(f"{BRIDGE} status --holder {HOLDER_SOCK}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def container_ip(name: str) -> str:
+    out = subprocess.run(["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                          name], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def smtp_banner(addr: str, port: int = 25, timeout: float = 20.0) -> str:
+    with socket.create_connection((addr, port), timeout=timeout) as conn:
+        data = conn.recv(1024).decode(errors="replace")
+        conn.sendall(b"QUIT\r\n")
+        return data
+
+
+# --------------------------------------------------------------------------- the unit set
+
+
+def test_instance_runs_from_generated_units(mail: Any) -> None:
+    assert mail.service(TARGET).is_running
+    assert mail.service(f"{HOLDER}.service").is_running
+    assert mail.file("/run/systemd/generator/postfix-default-smtp-inet.socket").exists
+    assert mail.file("/run/systemd/generator.early/postfix@-.service").linked_to == "/dev/null"
+    failed = mail.run("systemctl list-units --failed --plain --no-legend 'postfix*'").stdout.strip()
+    assert failed == ""
+    qmgr = mail.run("ps -o user=,args= -C qmgr").stdout.split()
+    assert qmgr[:2] == ["postfix", "qmgr"], "qmgr runs as mail_owner from its own unit"
+
+
+def test_smtp_to_local_mailbox(mail: Any) -> None:
+    subject = f"smtp-{token()}"
+    assert swaks(mail, "root@localhost", subject).rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "SMTP mail in /var/mail/root")
+
+
+def test_sendmail_pickup_to_mailbox(mail: Any) -> None:
+    subject = f"pickup-{token()}"
+    assert mail.run(f"printf 'Subject: {subject}\\n\\nbody\\n' | sendmail root").rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "sendmail mail in /var/mail/root")
+
+
+def test_postqueue_flush_and_mailq(mail: Any) -> None:
+    flush = mail.run("postqueue -f")
+    assert flush.rc == 0, flush.stderr
+    assert mail.run("postqueue -p").rc == 0
+
+
+def test_bounce_for_unknown_local_user(mail: Any) -> None:
+    subject = f"bounce-{token()}"
+    mail.run(f"printf 'Subject: {subject}\\n\\nbody\\n' | sendmail -f root@localhost nosuchuser-{subject}@localhost")
+    wait_for(lambda: mail.run(f"grep -q 'Undelivered Mail Returned to Sender' /var/mail/root && "
+                              f"grep -qF '{subject}' /var/mail/root").rc == 0, "the bounce to root")
+
+
+def test_relay_to_smtp_sink(mail: Any, sink: Any) -> None:
+    subject = f"relay-{token()}"
+    assert swaks(mail, "someone@sink.test", subject).rc == 0
+    wait_for(lambda: sink.run(f"grep -qF '{subject}' /var/tmp/sink.mbox").rc == 0, "the message at smtp-sink")
+
+
+def test_postscreen_passes_clients_to_smtpd(mail: Any) -> None:
+    subject = f"postscreen-{token()}"
+    assert swaks(mail, "root@localhost", subject, "127.0.0.1:2526").rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "mail through postscreen")
+    assert mail.service("postfix-default-smtpd-pass@1.service").is_running or \
+        "postfix-default-smtpd-pass" in holder_status(mail)
+
+
+def test_starttls(mail: Any) -> None:
+    out = mail.run("posttls-finger -c -l may '[127.0.0.1]:25'")
+    assert "TLS connection established" in out.stdout + out.stderr
+
+
+def test_wakeup_timers(mail: Any) -> None:
+    timer = "postfix-default-pickup-unix-wakeup.timer"
+    assert unit_prop(mail, timer, "ActiveState") == "active"
+    assert unit_prop(mail, timer, "LastTriggerUSec") not in ("", "n/a", "0")
+    assert unit_prop(mail, "postfix-default-pickup-unix-wakeup.service", "Result") == "success"
+    # tlsmgr '1000?': waits for first use; smtpd's TLS has used it by now, so the wakeup runs.
+    assert mail.file("/run/mailfleet-postfix/default/used/postfix-default-tlsmgr-unix").exists
+    service = "postfix-default-tlsmgr-unix-wakeup.service"
+    assert mail.run(f"systemctl start {service}").rc == 0
+    assert unit_prop(mail, service, "ExecMainStatus") == "0"
+    assert unit_prop(mail, service, "Result") == "success"
+
+
+def test_sandbox_of_smtpd_is_enforced(mail: Any) -> None:
+    pid = unit_prop(mail, "postfix-default-smtp-inet@1.service", "MainPID")
+    if pid in ("", "0"):
+        smtp_banner(container_ip(MAIL))
+        wait_for(lambda: unit_prop(mail, "postfix-default-smtp-inet@1.service", "MainPID") not in ("", "0"),
+                 "smtpd worker 1")
+        pid = unit_prop(mail, "postfix-default-smtp-inet@1.service", "MainPID")
+    status = mail.run(f"cat /proc/{pid}/status").stdout
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["CapBnd"].strip() == "0000000000000000"
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Uid"].split()[0] == mail.user("postfix").uid.__str__()
+    out = subprocess.run(["podman", "exec", "--privileged", MAIL, "nsenter", "-t", pid, "-m",
+                          "touch", "/etc/mailfleet-probe"], capture_output=True, text=True, check=False)
+    assert out.returncode != 0 and "Read-only file system" in out.stderr
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_idle_workers_exit_and_come_back(mail: Any) -> None:
+    ip = container_ip(MAIL)
+    assert smtp_banner(ip).startswith("220")
+    # max_idle is 10s in this scenario: every smtpd worker leaves.
+    wait_for(lambda: mail.run("pgrep -x smtpd").rc != 0, "idle smtpd workers to exit", timeout=60)
+    assert unit_prop(mail, "postfix-default-smtp-inet.socket", "ActiveState") == "active"
+    assert smtp_banner(ip).startswith("220")  # the socket starts a worker again
+    assert mail.run("pgrep -x smtpd").rc == 0
+
+
+def test_kill_9_qmgr_recovers(mail: Any) -> None:
+    before = mail.run("pgrep -x qmgr").stdout.strip()
+    assert before
+    mail.run("pkill -9 -x qmgr")
+    wait_for(lambda: mail.run("pgrep -x qmgr").stdout.strip() not in ("", before), "a new qmgr")
+    subject = f"after-qmgr-{token()}"
+    assert swaks(mail, "root@localhost", subject).rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "delivery after qmgr was killed")
+
+
+def test_kill_9_busy_smtpd_recovers(mail: Any) -> None:
+    ip = container_ip(MAIL)
+    busy = socket.create_connection((ip, 25), timeout=20)
+    try:
+        assert busy.recv(1024).startswith(b"220")
+        busy.sendall(b"EHLO busy.test\r\n")
+        busy.recv(4096)
+        mail.run("pkill -9 -x smtpd")  # the busy worker and any idle ones
+        assert busy.recv(1024) == b""  # our session died with it
+    finally:
+        busy.close()
+    wait_for(lambda: smtp_banner(ip).startswith("220"), "smtpd to answer again", timeout=30)
+    subject = f"after-smtpd-{token()}"
+    assert swaks(mail, "root@localhost", subject).rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "delivery after smtpd was killed")
+    assert mail.run("systemctl list-units --failed --plain --no-legend 'postfix*'").stdout.strip() == ""
+
+
+def test_postfix_status_answers(mail: Any) -> None:
+    assert mail.run("postfix status").rc == 0
+    holder_pid = unit_prop(mail, f"{HOLDER}.service", "MainPID")
+    assert mail.file("/var/spool/postfix/pid/master.pid").content_string.split() == [holder_pid]
+    # postfix start does not start a master beside the running instance.
+    assert mail.run("postfix start").rc != 0
+
+
+def test_reload_picks_up_a_changed_o_override(mail: Any) -> None:
+    ip = container_ip(MAIL)
+    banner = f"mailfleet-reload-{token()}"
+    assert mail.run(f"postconf -P 'smtp/inet/smtpd_banner=$myhostname ESMTP {banner}'").rc == 0
+    try:
+        reload = mail.run("postfix reload")
+        assert reload.rc == 0, reload.stderr
+        wait_for(lambda: banner in smtp_banner(ip), "the new banner", timeout=30)
+        unit = mail.file("/run/systemd/generator/postfix-default-smtp-inet@.service").content_string
+        assert banner in unit
+    finally:
+        mail.run("postconf -PX smtp/inet/smtpd_banner")
+        mail.run("postfix reload")
+
+
+def test_package_reinstall_starts_no_master(mail: Any) -> None:
+    update = mail.run("apt-get update -qq")
+    if update.rc != 0:
+        pytest.skip(f"no Debian mirror reachable: {update.stderr.strip()}")
+    out = mail.run("DEBIAN_FRONTEND=noninteractive apt-get install --reinstall -y -q postfix")
+    assert out.rc == 0, out.stderr
+    time.sleep(3)
+    assert mail.run("pgrep -x master").stdout == ""
+    assert mail.service(TARGET).is_running
+    subject = f"after-reinstall-{token()}"
+    assert swaks(mail, "root@localhost", subject).rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "delivery after the package reinstall")
+
+
+def test_broken_master_cf_keeps_the_units(mail: Any) -> None:
+    mail.run("cp -p /etc/postfix/master.cf /root/master.cf.good")
+    try:
+        mail.run("echo 'oops unix - - y - - frobnicate' >> /etc/postfix/master.cf")
+        assert mail.run("systemctl daemon-reload").rc == 0
+        log = mail.run("journalctl -b --no-pager -g 'mailfleet-postfix-generator' -n 5").stdout
+        assert "frobnicate" in log and "keeping the last good unit set" in log
+        assert mail.file("/run/systemd/generator/postfix-default-smtp-inet.socket").exists
+        assert mail.service(TARGET).is_running
+    finally:
+        mail.run("cp -p /root/master.cf.good /etc/postfix/master.cf && systemctl daemon-reload")
+
+
+# --------------------------------------------------------------------------- mode switches
+
+
+def switch(mode: str) -> subprocess.CompletedProcess[str]:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+    return subprocess.run(["ansible-playbook", "-i", inventory, os.path.join(here, "switch.yml"), "-e", f"mode={mode}"],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def queue_two(mail: Any, tag: str) -> list[str]:
+    """Two messages held in the queue (local delivery deferred) while one side runs."""
+    mail.run("postconf -e defer_transports=local && postfix reload")
+    time.sleep(2)
+    subjects = [f"{tag}-{token()}", f"{tag}-{token()}"]
+    swaks(mail, "root@localhost", subjects[0])
+    mail.run(f"printf 'Subject: {subjects[1]}\\n\\nbody\\n' | sendmail root")
+    wait_for(lambda: mail.run("postqueue -p | tail -1").stdout.count("2 Requests") == 1, "two queued messages")
+    mail.run("postconf -e defer_transports=")
+    return subjects
+
+
+@pytest.mark.master_allowed
+@pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
+def test_switch_to_master_delivers_the_queue(mail: Any) -> None:
+    subjects = queue_two(mail, "to-master")
+    result = switch("master")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert mail.run("pgrep -x master").stdout.strip()
+    assert not mail.service(TARGET).is_running
+    assert mail.run("pgrep -u postfix -f 'bridge holder'").rc != 0
+    mail.run("postqueue -f")
+    for subject in subjects:
+        wait_for(in_mailbox(mail, "root", subject), f"{subject} delivered by master")
+
+
+@pytest.mark.master_allowed
+@pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
+def test_switch_back_to_systemd_delivers_the_queue(mail: Any) -> None:
+    subjects = queue_two(mail, "to-systemd")
+    result = switch("systemd")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert mail.run("pgrep -x master").stdout == ""
+    assert mail.service(TARGET).is_running
+    mail.run("postqueue -f")
+    for subject in subjects:
+        wait_for(in_mailbox(mail, "root", subject), f"{subject} delivered master-less")
+    assert mail.run("pgrep -x master").stdout == ""
