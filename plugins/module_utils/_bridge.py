@@ -41,6 +41,12 @@ import socket
 import stat
 import struct
 import sys
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:  # annotations only: typing and subprocess cost start-up time at every worker start
+    import subprocess
+    from typing import Mapping, NoReturn
+
 # Only what `run` needs is imported here: it runs at every worker start.
 
 MASTER_FLOW_READ = 3
@@ -96,7 +102,7 @@ def listen_fds(environ: dict[str, str], pid: int) -> list[int]:
     return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
 
 
-def encode(message: dict[str, object]) -> bytes:
+def encode(message: "Mapping[str, object]") -> bytes:
     """key=value lines: cheaper to load than json at every worker start."""
     for key, value in message.items():
         if "\n" in f"{key}{value}" or "=" in key:
@@ -162,7 +168,7 @@ def _max_fd() -> int:
         return 4096
 
 
-def cmd_run(argv: list[str]) -> int:
+def cmd_run(argv: list[str]) -> "NoReturn":
     opts, command = _options(argv, ("holder", "flow", "maxproc", "max-use", "unit", "stamp", "lock"))
     if len(command) < 2 or not {"holder", "flow", "unit"} <= set(opts):
         raise BridgeError("usage: run --holder SOCK --flow FIFO --unit NAME [--maxproc N] [--stamp F] [--lock F] "
@@ -171,7 +177,7 @@ def cmd_run(argv: list[str]) -> int:
     if not sources:
         raise BridgeError(f"{opts['unit']}: no listening socket from systemd (LISTEN_FDS)")
     mine, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    message = {k: opts[k] for k in ("unit", "maxproc", "stamp", "lock") if k in opts}
+    message: dict[str, str] = {k: opts[k] for k in ("unit", "maxproc", "stamp", "lock") if k in opts}
     if "max-use" in opts:
         message["max_use"] = opts["max-use"]
     register(opts["holder"], message, [peer.fileno()] + sources)
@@ -181,7 +187,6 @@ def cmd_run(argv: list[str]) -> int:
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     os.execv(command[0], command[1:])
-    return 127  # not reached
 
 
 # --------------------------------------------------------------------------- holder
@@ -246,7 +251,7 @@ class Holder:
         self.locks: list[int] = []
         self.pools: dict[str, Pool] = {}
         self.peers: dict[int, tuple[Pool, Worker]] = {}
-        self.children: list[object] = []
+        self.children: "list[subprocess.Popen[bytes]]" = []
         self.sel = selectors.DefaultSelector()
         self.event_read = selectors.EVENT_READ
         self.reload_requested = False
@@ -514,7 +519,7 @@ class Holder:
             _log(f"{pool.prefix}: {why}; {len(pool.workers)} running, starting {' '.join(units)}")
         self._start(units)
 
-    def _start(self, units: list[str], verb: "str | None" = "start") -> None:
+    def _start(self, units: list[str], verb: str | None = "start") -> None:
         import subprocess
 
         args = ["start", "--no-block", *units] if verb else units

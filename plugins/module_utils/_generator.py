@@ -24,6 +24,13 @@ from __future__ import annotations
 
 import os
 import sys
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:  # annotations only: the generator avoids import costs at boot
+    from typing import Sequence
+
+    from ._mastercf import Entry
+    from ._units import UnitSet
 
 CONF_DIR = "/etc/mailfleet-postfix/instances"
 STATE_DIR = "/var/lib/mailfleet-postfix"
@@ -162,7 +169,7 @@ def _owner_ids(owner: str) -> tuple[int, set[int]]:
     return entry.pw_uid, gids
 
 
-def _may(st: os.stat_result, uid: int, gids: set[int], bit: int) -> "bool | int":
+def _may(st: os.stat_result, uid: int, gids: set[int], bit: int) -> bool | int:
     """True when uid/gids have the permission; else the group that would grant it, else False."""
     if st.st_uid == uid:
         return bool(st.st_mode & (bit << 6))
@@ -200,14 +207,14 @@ def owner_access(paths: list[str], owner: str) -> tuple[list[str], bool]:
     return names, True
 
 
-def secret_paths(facts: dict[str, str], entries: list[object], names: tuple[str, ...]) -> list[str]:
+def secret_paths(facts: dict[str, str], entries: "Sequence[Entry]", names: tuple[str, ...]) -> list[str]:
     """Files smtpd opens before it could drop privileges (main.cf and -o overrides)."""
     import re
 
     values = [facts.get(n, "") for n in names]
     for entry in entries:
-        if os.path.basename(entry.parsed.fields["command"]) == "smtpd":  # type: ignore[attr-defined]
-            values += [v for k, v in entry.options.items() if k in names]  # type: ignore[attr-defined]
+        if os.path.basename(entry.parsed.fields["command"]) == "smtpd":
+            values += [v for k, v in entry.options.items() if k in names]
     out: list[str] = []
     for value in values:
         for word in re.split(r"[\s,]+", value):
@@ -260,7 +267,7 @@ class Inputs:
         return "\n".join(parts)
 
 
-def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: "Inputs | None" = None):  # type: ignore[no-untyped-def]
+def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: Inputs | None = None):  # type: ignore[no-untyped-def]
     """The unit set of one instance, from the files on this host. Raises MasterCfError/GeneratorError."""
     from ._mastercf import MasterCf
     from ._units import Instance, build_units
@@ -289,14 +296,14 @@ def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: 
     return build_units(entries, instance)
 
 
-def files_of(unitset) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def files_of(unitset: "UnitSet") -> dict[str, str]:
     """Relative path -> content; links as '@link:' + target."""
     out = dict(unitset.units)
     out.update({link: "@link:" + target for link, target in unitset.links.items()})
     return out
 
 
-def saved_record(unitset, inputs: Inputs, lib_dir: str = "") -> dict[str, str]:  # type: ignore[no-untyped-def]
+def saved_record(unitset: "UnitSet", inputs: Inputs, lib_dir: str = "") -> dict[str, str]:
     """What save_set() keeps: the files plus the inputs they were made from and the masks."""
     return {**files_of(unitset), "@inputs": inputs.key(lib_dir), "@masks": " ".join(unitset.instance.master_units)}
 
@@ -370,7 +377,7 @@ def load_set(path: str) -> dict[str, str]:
     return files
 
 
-def last_good(name: str, run_dir: str = RUN_DIR, state_dir: str = STATE_DIR) -> "tuple[str, dict[str, str]] | None":
+def last_good(name: str, run_dir: str = RUN_DIR, state_dir: str = STATE_DIR) -> tuple[str, dict[str, str]] | None:
     for path in (os.path.join(run_dir, name, "units.set"), os.path.join(state_dir, name, "units.set")):
         try:
             files = load_set(path)
@@ -422,7 +429,7 @@ def _build_and_save(name: str, conf: dict[str, str], inputs: Inputs, run_dir: st
     return split_record(record)
 
 
-def _mask(early_dir: str, units: "list[str] | tuple[str, ...]") -> None:
+def _mask(early_dir: str, units: list[str] | tuple[str, ...]) -> None:
     """Never a master beside the units: the early dir outranks /etc, so unmask cannot undo it."""
     for unit in units:
         mask = os.path.join(early_dir, unit)

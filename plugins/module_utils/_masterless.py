@@ -64,7 +64,7 @@ class File:
         self.mode = mode
         self.link = link
 
-    def current(self) -> "tuple[str, int, str] | None":
+    def current(self) -> tuple[str, int, str] | None:
         try:
             if os.path.islink(self.path):
                 return "", 0, os.readlink(self.path)

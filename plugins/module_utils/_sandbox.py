@@ -45,7 +45,7 @@ class Record:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(self._fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
-        values = dict(zip(self._fields, args))
+        values = dict(zip(self._fields, args, strict=False))
         for key, value in kwargs.items():
             if key not in self._fields or key in values:
                 raise TypeError(f"{type(self).__name__}: unexpected or repeated field '{key}'")
@@ -56,7 +56,7 @@ class Record:
         self.__dict__.update(values)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+        return isinstance(other, Record) and type(other) is type(self) and self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
         return hash(tuple(repr(v) for v in self.to_dict().values()))

@@ -34,8 +34,8 @@ import posixpath
 import re
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from ._mastercf import Entry, MasterCf, MasterCfError, _extpar, render_entry
 from . import _sandbox
+from ._mastercf import Entry, MasterCf, MasterCfError, _extpar, render_entry
 from ._sandbox import Record
 
 ACCEPT = "accept"
@@ -148,7 +148,7 @@ class Instance(Record):
     source: str = ""  # master.cf path, for comments and messages
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], **extra: Any) -> "Instance":
+    def from_params(cls, params: Mapping[str, Any], **extra: Any) -> Instance:
         """Build from postconf output (strings) plus explicit install facts."""
         known = set(cls._fields)
         values: dict[str, Any] = {}
@@ -334,7 +334,7 @@ def _atoi(text: str, default: int) -> int:
 
 def _compat_below_1(level: str) -> bool:
     match = re.match(r"\s*(\d+)", level or "")
-    return bool(match) and int(match.group(1)) < 1
+    return match is not None and int(match.group(1)) < 1
 
 
 def maxproc_of(entry: Entry, instance: Instance) -> int:
@@ -715,12 +715,13 @@ def as_entries(items: Union[str, MasterCf, Iterable[EntryLike]], *, path: str = 
 
 def build_units(
     items: Union[str, MasterCf, Iterable[EntryLike]],
-    instance: Instance = Instance(),
+    instance: Optional[Instance] = None,
     *,
     resolver: Resolver = default_resolver,
     port_resolver: PortResolver = default_port_resolver,
 ) -> UnitSet:
     """The whole unit set for one instance; raises MasterCfError (and builds nothing) on bad input."""
+    instance = instance or Instance()
     entries = as_entries(items, path=instance.source or "master.cf")
     result = UnitSet(instance=instance)
     prepared: list[tuple[Entry, Daemon, Listener]] = []

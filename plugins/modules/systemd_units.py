@@ -174,25 +174,26 @@ services:
   elements: dict
 """
 
-import os
+import os  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import (
+from ansible_collections.mailfleet.postfix.plugins.module_utils import (  # noqa: E402
     _bridge,
     _generator,
-    _masterless,
     _mastercf,
+    _masterless,
     _sandbox,
     _units,
 )
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError
+from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError  # noqa: E402
 
 PAYLOAD = {"_mastercf": _mastercf, "_units": _units, "_sandbox": _sandbox, "_bridge": _bridge,
            "_generator": _generator}
 
 
-def run(module: AnsibleModule) -> dict:
+def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     if os.geteuid() != 0:
         module.fail_json(msg="systemd_units must run as root (become: true): it installs a systemd generator "
@@ -261,7 +262,8 @@ def run(module: AnsibleModule) -> dict:
 
 
 class _Context:
-    def __init__(self, module: AnsibleModule, runner, probe: _units.Instance, config_dir: str, out: dict) -> None:
+    def __init__(self, module: AnsibleModule, runner: _masterless.Runner, probe: _units.Instance, config_dir: str,
+                 out: dict[str, Any]) -> None:
         self.module = module
         self.run = runner
         self.inst = probe
@@ -273,7 +275,7 @@ class _Context:
         self.postfix = os.path.join(probe.command_directory, "postfix")
         self.master_units = [f"{probe.prefix}-master.service"] + list(_generator.master_units(probe.name or "-"))
 
-    def act(self, what: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def act(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.out["actions"].append(what)
         if self.check:
             return None
@@ -282,7 +284,8 @@ class _Context:
         except _masterless.MasterlessError as exc:
             self.module.fail_json(msg=str(exc), **self.out)
 
-    def to_systemd(self, changed_files: list, state_file, units_changed: bool) -> None:  # type: ignore[no-untyped-def]
+    def to_systemd(self, changed_files: list[_masterless.File], state_file: Callable[[], _masterless.File],
+                   units_changed: bool) -> None:
         q = self.inst.queue_directory
         for file in changed_files:
             self.act(f"write {file.path}", _masterless.write_file, self.module, file)
@@ -349,8 +352,8 @@ class _Context:
                      config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)
 
 
-def _runner(module: AnsibleModule):  # type: ignore[no-untyped-def]
-    def run(argv):  # type: ignore[no-untyped-def]
+def _runner(module: AnsibleModule) -> _masterless.Runner:
+    def run(argv: Any) -> tuple[int, str, str]:
         code, out, err = module.run_command(list(argv), environ_update={"LANG": "C", "SYSTEMD_PAGER": ""})
         return code, out, err
     return run

@@ -8,10 +8,10 @@ a Postfix server skeleton on the status channel.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
-import grp
 import select
 import signal
 import socket
