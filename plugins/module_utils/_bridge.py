@@ -41,6 +41,7 @@ import socket
 import stat
 import struct
 import sys
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:  # annotations only: typing and subprocess cost start-up time at every worker start
@@ -59,6 +60,7 @@ STATUS = struct.Struct("=iIi")
 STAT_TAKEN, STAT_AVAIL = 0, 1
 MAX_FDS = 64
 PENDING_TIMEOUT = 30.0
+COALESCE = 0.005
 
 
 class BridgeError(Exception):
@@ -102,7 +104,7 @@ def listen_fds(environ: dict[str, str], pid: int) -> list[int]:
     return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
 
 
-def encode(message: "Mapping[str, object]") -> bytes:
+def encode(message: Mapping[str, object]) -> bytes:
     """key=value lines: cheaper to load than json at every worker start."""
     for key, value in message.items():
         if "\n" in f"{key}{value}" or "=" in key:
@@ -168,7 +170,7 @@ def _max_fd() -> int:
         return 4096
 
 
-def cmd_run(argv: list[str]) -> "NoReturn":
+def cmd_run(argv: list[str]) -> NoReturn:
     opts, command = _options(argv, ("holder", "flow", "maxproc", "max-use", "unit", "stamp", "lock"))
     if len(command) < 2 or not {"holder", "flow", "unit"} <= set(opts):
         raise BridgeError("usage: run --holder SOCK --flow FIFO --unit NAME [--maxproc N] [--stamp F] [--lock F] "
@@ -215,6 +217,9 @@ class Pool:
         self.pending: dict[str, float] = {}  # unit -> deadline
         self.listen: list[socket.socket] = []
         self.watching = False
+        self.dirty = False  # records arrived since the last look
+        self.busy_seen: set[int] = set()  # workers that took a client since the last look
+        self.retiring: list[str] = []  # workers serving their max_use-th client
 
     def avail(self) -> int:
         return sum(1 for w in self.workers.values() if w.avail)
@@ -251,7 +256,7 @@ class Holder:
         self.locks: list[int] = []
         self.pools: dict[str, Pool] = {}
         self.peers: dict[int, tuple[Pool, Worker]] = {}
-        self.children: "list[subprocess.Popen[bytes]]" = []
+        self.children: list[subprocess.Popen[bytes]] = []
         self.sel = selectors.DefaultSelector()
         self.event_read = selectors.EVENT_READ
         self.reload_requested = False
@@ -300,6 +305,7 @@ class Holder:
     # -- main loop
     def serve(self) -> None:
         import signal
+        import time
 
         # Wake the selector at once on a signal (select() would otherwise sleep out its timeout).
         wake_r, wake_w = socket.socketpair()
@@ -322,14 +328,16 @@ class Holder:
                     self._start(["stop", "--no-block", self.target], verb=None)
                 else:
                     break
+            drained = False
             for key, _ in self.sel.select(timeout=1.0):
                 what, obj = key.data
                 if what == "accept":
                     self._accept()
                 elif what == "control":
                     self._control(key.fileobj)  # type: ignore[arg-type]
-                elif what == "peer":
+                elif what == "peer" and key.fileobj.fileno() in self.peers:  # type: ignore[union-attr]
                     self._drain(key.fileobj)  # type: ignore[arg-type]
+                    drained = True
                 elif what == "listen":
                     self._demand(obj)
                 elif what == "wake":
@@ -337,7 +345,14 @@ class Holder:
                         wake_r.recv(256)
                     except BlockingIOError:
                         pass
+            for pool in self.pools.values():
+                if pool.dirty:
+                    self._look(pool)
             self._tick()
+            if drained:
+                # Under load every client sends two records per daemon: take them in batches
+                # instead of waking per record (the holder is Python; master is C).
+                time.sleep(COALESCE)
 
     def _accept(self) -> None:
         try:
@@ -447,37 +462,51 @@ class Holder:
     def _drain(self, peer: socket.socket) -> None:
         fd = peer.fileno()
         pool, worker = self.peers[fd]
+        data = worker.buf
         while True:
             try:
-                data = peer.recv(4096)
+                chunk = peer.recv(65536)
             except BlockingIOError:
                 break
             except OSError:
-                data = b""
-            if not data:
+                chunk = b""
+            if not chunk:
                 self._forget(pool, worker)
                 self._update(pool)
                 return
-            worker.buf += data
-        replace = False
-        while len(worker.buf) >= STATUS.size:
-            _, _, avail = STATUS.unpack_from(worker.buf)
-            worker.buf = worker.buf[STATUS.size:]
-            worker.avail = avail == STAT_AVAIL
-            if not worker.avail:
-                worker.uses += 1
-                if pool.max_use and worker.uses >= pool.max_use and not worker.last:
-                    worker.last = replace = True
+            data += chunk
+        whole = len(data) - len(data) % STATUS.size
+        worker.buf = data[whole:]
+        if not whole:
+            return
+        # Records are {pid, gen, avail}: only avail matters (its low byte: 0 TAKEN, 1 AVAIL).
+        avail_bytes = data[8:whole:STATUS.size] if sys.byteorder == "little" else data[11:whole:STATUS.size]
+        taken = avail_bytes.count(STAT_TAKEN)
+        worker.avail = avail_bytes[-1] == STAT_AVAIL
+        if taken:
+            worker.uses += taken
+            pool.busy_seen.add(fd)
+            if pool.max_use and worker.uses >= pool.max_use and not worker.last:
+                worker.last = True
+                pool.retiring.append(worker.unit)
+        pool.dirty = True
+
+    def _look(self, pool: Pool) -> None:
+        """Decide on growth after a batch of status records."""
+        pool.dirty = False
         self._update(pool)
         if not (pool.template and pool.listen) or pool.pending:
-            return
+            return  # a start is under way: keep what was seen for the next look
+        busy_seen, pool.busy_seen = pool.busy_seen, set()
+        retiring, pool.retiring = pool.retiring, []
         # Master forks a child in a millisecond when a client waits; a unit start takes 50-250 ms.
-        # So grow one step earlier than master: when the last idle worker gets a client, and
-        # while a worker serves its max_use-th (last) client.
-        if replace:
-            self._grow(pool, 1, f"{worker.unit} serves its last client (max_use {pool.max_use})")
-        elif not worker.avail and pool.avail() == 0:
-            self._grow(pool, max(1, len(pool.workers) // 2), "the last idle worker got a client")
+        # So grow one step earlier than master: when every worker took a client since the last
+        # look, and while a worker serves its max_use-th (last) client.
+        if retiring:
+            self._grow(pool, len(retiring), f"{' '.join(retiring)} serve their last client (max_use {pool.max_use})")
+        elif pool.workers and all(fd in busy_seen or not w.avail for fd, w in pool.workers.items()) \
+                and pool.avail() <= len(pool.workers) // 4:
+            self._grow(pool, max(1, len(pool.workers) // 2), "every worker is or was just busy")
 
     def _forget(self, pool: Pool, worker: Worker) -> None:
         fd = worker.peer.fileno()
@@ -485,6 +514,7 @@ class Holder:
         worker.peer.close()
         pool.workers.pop(fd, None)
         self.peers.pop(fd, None)
+        pool.busy_seen.discard(fd)
 
     # -- pool growth (master_avail.c: watch the listener only while nobody is idle)
     def _update(self, pool: Pool) -> None:

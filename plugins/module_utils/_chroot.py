@@ -342,8 +342,7 @@ class Params:
         return "main.cf" if name in self.main else "default"
 
     def get(self, name: str) -> str:
-        value, _ = self.expand(name)
-        return value
+        return self.expand(name)[0]
 
     def expand(self, name: str) -> tuple[str, list[str]]:
         """(value, names that could not be expanded)."""
@@ -476,7 +475,7 @@ class _Builder:
         found = self.host.find_library(name)
         if found is None:
             if required:
-                searched = ", ".join(d for d, _ in self.host.lib_dirs) or "(no library directories known)"
+                searched = ", ".join(entry[0] for entry in self.host.lib_dirs) or "(no library directories known)"
                 raise ChrootPlanError(
                     f"cannot locate {name} for {self.host.libc or 'this libc'} {self.host.libc_version} "
                     f"(searched {searched}); the jail needs it: {reason}"
@@ -587,8 +586,8 @@ def _client_lookups(daemon: str, params: Params) -> list[tuple[str, str, str]]:
         out.append((HOSTS, param, "DNS is disabled, so next hops are resolved with getaddrinfo"))
         return out
     if "dns" in methods or not methods:
-        out.append((DNS, lookup_param, f"resolves next hops with DNS queries ({lookup_param} = "
-                                      f"{params.get(lookup_param).strip() or 'dns'})"))
+        value = params.get(lookup_param).strip() or "dns"
+        out.append((DNS, lookup_param, f"resolves next hops with DNS queries ({lookup_param} = {value})"))
     if "native" in methods:
         out.append((HOSTS, lookup_param, f"resolves next hops with getaddrinfo ({lookup_param} includes native)"))
     return out

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: mailfleet.postfix contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Host side of the chroot jail: probe the host, sync the jail, verify it from inside.
@@ -647,8 +646,7 @@ def verify(queue: str, user: str, *, names: Sequence[str] = (), services: Sequen
                 os.kill(pid, signal.SIGKILL)
                 raise JailError(f"lookups inside the jail {queue} did not finish within {timeout:.0f} s "
                                 "(a resolver that cannot be reached from inside?)")
-            ready, _, _ = select.select([read_fd], [], [], left)
-            if ready:
+            if select.select([read_fd], [], [], left)[0]:
                 chunk = os.read(read_fd, 65536)
                 if not chunk:
                     break
@@ -689,4 +687,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    raise SystemExit(main(sys.argv))

@@ -172,7 +172,7 @@ def _port(service: str, known: str) -> Optional[int]:
     if port.isdigit():
         return int(port)
     for group in re.split(r"\s*,\s*", known.strip()):
-        names, _, number = group.rpartition("=")
+        names, number = group.rpartition("=")[::2]
         if port in names.split("=") and number.strip().isdigit():
             return int(number)
     return None
@@ -296,7 +296,7 @@ def decide(services: Services, inst: ClassicInstance) -> tuple[str, list[Decisio
     if not programs:
         add("SystemCallFilter", "@system-service", "Postfix daemons need nothing beyond a system service")
         if services.chrooted:
-            add("SystemCallFilter", "chroot", f"chroot: {', '.join(services.chrooted)}")
+            add("SystemCallFilter", "chroot", f"{len(services.chrooted)} chrooted entries, first {services.chrooted[0]}")
         add("SystemCallErrorNumber", "EPERM", "refused system calls fail instead of killing the daemon")
     return kind, out
 

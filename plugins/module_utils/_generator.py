@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:  # annotations only: the generator avoids import costs at boot
@@ -52,16 +53,28 @@ SECRET_PARAMS = (
 )
 
 
+SYSLOG = False  # set by main(): only a real generator run also logs to syslog
+
+
 class GeneratorError(Exception):
     """A problem with one instance; the others are still generated."""
 
 
 def log(message: str) -> None:
+    """stderr (kmsg at boot) and, once journald runs, syslog: a container has no kmsg to read."""
     try:
         sys.stderr.write(f"{TAG}: {message}\n")
         sys.stderr.flush()
     except OSError:
         pass
+    if SYSLOG and os.path.exists("/dev/log"):
+        import socket
+
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as conn:
+                conn.sendto(f"<11>{TAG}: {message}".encode(errors="replace"), "/dev/log")  # user.err
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- configuration
@@ -207,7 +220,7 @@ def owner_access(paths: list[str], owner: str) -> tuple[list[str], bool]:
     return names, True
 
 
-def secret_paths(facts: dict[str, str], entries: "Sequence[Entry]", names: tuple[str, ...]) -> list[str]:
+def secret_paths(facts: dict[str, str], entries: Sequence[Entry], names: tuple[str, ...]) -> list[str]:
     """Files smtpd opens before it could drop privileges (main.cf and -o overrides)."""
     import re
 
@@ -296,14 +309,14 @@ def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: 
     return build_units(entries, instance)
 
 
-def files_of(unitset: "UnitSet") -> dict[str, str]:
+def files_of(unitset: UnitSet) -> dict[str, str]:
     """Relative path -> content; links as '@link:' + target."""
     out = dict(unitset.units)
     out.update({link: "@link:" + target for link, target in unitset.links.items()})
     return out
 
 
-def saved_record(unitset: "UnitSet", inputs: Inputs, lib_dir: str = "") -> dict[str, str]:
+def saved_record(unitset: UnitSet, inputs: Inputs, lib_dir: str = "") -> dict[str, str]:
     """What save_set() keeps: the files plus the inputs they were made from and the masks."""
     return {**files_of(unitset), "@inputs": inputs.key(lib_dir), "@masks": " ".join(unitset.instance.master_units)}
 
@@ -451,6 +464,8 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (1, 3):
         log("usage: generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
         return 2
+    global SYSLOG
+    SYSLOG = True
     out_dir = argv[0]
     early_dir = argv[1] if len(argv) == 3 else argv[0]
     env = os.environ.get

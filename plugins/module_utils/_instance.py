@@ -490,6 +490,7 @@ class Manager:
         self.check_mode = check_mode
         self.proc = proc
         self.backups: dict[str, str] = {}
+        self.notes: list[str] = []  # warnings found before the Result exists
 
     def run(self) -> Result:
         if self.req.state not in STATES:
@@ -552,9 +553,14 @@ class Manager:
             except MasterCfError as exc:
                 raise InstanceError(f"cannot read the listeners of instance {name}: {exc}") from exc
         clash = conflicts(wanted, found)
-        if clash:
-            raise InstanceError(f"instance {self.req.name} would listen where another instance on this host does: "
-                                f"{'; '.join(clash)}. Give each instance its own address or port.")
+        if not clash:
+            return
+        message = (f"instance {self.req.name} would listen where another instance on this host does: "
+                   f"{'; '.join(clash)}. Give each instance its own address or port.")
+        if not self.check_mode:
+            raise InstanceError(message)
+        # Earlier tasks may move the other instance in the real run; check mode cannot see that.
+        self.notes.append(f"{message} (check mode: the other instance's configuration may still be about to change)")
 
     # -- primary
 
@@ -585,7 +591,7 @@ class Manager:
         queue_dir, data_dir = self._directories(primary, known, config_dir, current)
         result = Result(name=self.req.name, config_directory=config_dir, queue_directory=queue_dir, data_directory=data_dir)
         if exists:
-            self._update_instance(result, current)
+            self._update_instance(result)
         else:
             self._create_instance(result, primary)
         self._register(result, primary, add=True)
@@ -633,7 +639,7 @@ class Manager:
             settings["authorized_submit_users"] = ""
         return settings
 
-    def _update_instance(self, result: Result, current: Mapping[str, str]) -> None:
+    def _update_instance(self, result: Result) -> None:
         path = os.path.join(result.config_directory, "main.cf")
         before = read_text(path)
         settings = self._instance_settings(result, new=False)
@@ -798,4 +804,5 @@ def run(request: Request, **kwargs: Any) -> Result:
     manager = Manager(request, **kwargs)
     result = manager.run()
     result.backups = manager.backups
+    result.warnings = manager.notes + result.warnings
     return result

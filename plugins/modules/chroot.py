@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: chroot
-author: mailfleet.postfix contributors
+author: mailfleet maintainers (@mailfleet)
 version_added: 0.1.0
 short_description: Sync the chroot jail of a Postfix instance with what its master.cf needs
 description:
@@ -23,7 +23,7 @@ description:
     owned by C(mail_owner), or not owned by root).
   - With no chrooted entry in master.cf the plan is empty, and everything this module placed earlier is
     removed.
-  - With O(verify=true) it checks the jail from inside, the way a chrooted daemon sees it: a child process
+  - With O(verify=true) it checks the jail from inside, the way a chrooted daemon sees it. A child process
     resolves the mail owner, changes to its group and supplementary groups, chroots into the queue
     directory and switches to the mail owner, then looks up O(verify_names) and O(verify_services) (and
     the mail owner, when the jail holds a C(etc/passwd)). The module fails with the lookup that failed.
@@ -299,7 +299,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                    "before": "".join(line + "\n" for line in synced.before),
                    "after": "".join(line + "\n" for line in synced.after)}
         result["diff"] = [summary] + synced.diff
-    if module.params["verify"] and not (module.check_mode and synced.changed):
+    if module.params["verify"] and module.check_mode and os.geteuid() != 0:
+        module.warn("verify skipped: entering the jail as the mail owner needs root")
+    elif module.params["verify"] and not (module.check_mode and synced.changed):
         names, services, users = verify_checks(module, plan, owner)
         if not (names or services or users):
             return result

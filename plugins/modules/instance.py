@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: instance
 short_description: Create, register or remove a Postfix instance
 version_added: 0.1.0
-author: mailfleet.postfix contributors
+author: mailfleet maintainers (@mailfleet)
 description:
   - Creates a secondary Postfix instance (its config, queue and data directories) and registers it with the
     primary instance, or removes it again. This is what C(postmulti -e create), C(import) and C(destroy) do,
@@ -94,6 +94,8 @@ options:
         listen on (their C(master.cf) C(inet) entries, C(inet_interfaces), C(inet_protocols) and
         C(master_service_disable)). It refuses, before changing anything, when one of these addresses
         overlaps. V(all) and the wildcard addresses overlap every address on the same port.
+      - In check mode an overlap is a warning, not a failure, because a task before this one may be about to
+        move the other instance (its change is not on disk yet).
       - The module does not configure the listeners. Set C(inet_interfaces) or C(master.cf) with
         M(mailfleet.postfix.postconf) and M(mailfleet.postfix.master).
     type: list

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: instance_unit
-author: mailfleet.postfix contributors
+author: mailfleet maintainers (@mailfleet)
 version_added: 0.1.0
 short_description: One hardened systemd unit per Postfix instance in master mode
 description:
@@ -262,7 +262,7 @@ def ensure_files(module: AnsibleModule, generated: ClassicUnits, files: Files, *
         else:
             files.mask(os.path.join(unit_dir, name))
     if not absent and f"{prefix}-jail.service" in generated.units:
-        source = inspect.getsource(_chroot_sync)
+        source = f"#!{generated.instance.python}\n" + inspect.getsource(_chroot_sync)
         files.content(os.path.join(module.params["libexec_dir"], JAIL_SYNC), source, 0o755)
     return [n for n in managed if n in generated.units and not absent]
 

@@ -31,7 +31,7 @@ description:
   - Switching modes stops one side completely (no master and no daemon of the instance left), then starts the
     other and verifies it. The queue stays on disk, so queued mail is delivered by the side that runs next.
   - Units that are no longer generated (an entry removed from master.cf) are stopped. Changed units take
-    effect at once: changed services by a graceful reload of the instance, changed listeners by a restart of
+    effect at once; changed services by a graceful reload of the instance, changed listeners by a restart of
     the instance.
 options:
   config_dir:

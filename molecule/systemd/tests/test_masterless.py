@@ -245,6 +245,18 @@ def test_reload_picks_up_a_changed_o_override(mail: Any) -> None:
         mail.run("postfix reload")
 
 
+def test_postfix_stop_stops_the_instance(mail: Any) -> None:
+    assert mail.run("postfix stop").rc == 0
+    wait_for(lambda: not mail.service(TARGET).is_running, "the target to stop", timeout=60)
+    wait_for(lambda: mail.run("pgrep -u postfix -x qmgr").rc != 0, "qmgr to exit", timeout=60)
+    assert mail.run("postfix status").rc != 0
+    assert mail.run(f"systemctl start {TARGET}").rc == 0
+    wait_for(lambda: mail.run("postfix status").rc == 0, "the instance to run again")
+    subject = f"after-stop-{token()}"
+    assert swaks(mail, "root@localhost", subject).rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "delivery after postfix stop and a start")
+
+
 def test_package_reinstall_starts_no_master(mail: Any) -> None:
     update = mail.run("apt-get update -qq")
     if update.rc != 0:
@@ -264,7 +276,7 @@ def test_broken_master_cf_keeps_the_units(mail: Any) -> None:
     try:
         mail.run("echo 'oops unix - - y - - frobnicate' >> /etc/postfix/master.cf")
         assert mail.run("systemctl daemon-reload").rc == 0
-        log = mail.run("journalctl -b --no-pager -g 'mailfleet-postfix-generator' -n 5").stdout
+        log = mail.run("journalctl -b --no-pager -t mailfleet-postfix-generator -n 5").stdout
         assert "frobnicate" in log and "keeping the last good unit set" in log
         assert mail.file("/run/systemd/generator/postfix-default-smtp-inet.socket").exists
         assert mail.service(TARGET).is_running

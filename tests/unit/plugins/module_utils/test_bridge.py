@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -174,7 +174,7 @@ def unix_listener(path: Path) -> socket.socket:
     return sock
 
 
-def run_report(env: Env, listeners: list[socket.socket], **kw: object) -> dict[str, object]:
+def run_report(env: Env, listeners: list[socket.socket], **kw: object) -> dict[str, Any]:
     proc, out = env.bridge(listeners, **kw)  # type: ignore[arg-type]
     assert proc.wait(timeout=20) == 0, proc.stderr.read().decode() if proc.stderr else ""
     report = json.loads(out.read_text())
@@ -350,7 +350,7 @@ def test_waiting_client_doubles_the_pool(tmp_path: Path) -> None:
     holder = _bridge.Holder(listener=listener, flow=str(tmp_path / "flow"), stamps=str(tmp_path / "used"),
                             queue_directory=str(tmp_path), owner=owner, group=group, systemctl="/bin/false")
     started: list[list[str]] = []
-    holder._start = started.append  # type: ignore[method-assign]
+    holder._start = lambda units, verb="start": started.append(units)  # type: ignore[method-assign]
     pool = _bridge.Pool("w", maxproc=6, template=True)
     pool.listen = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
     pairs = [socket.socketpair() for _ in range(4)]

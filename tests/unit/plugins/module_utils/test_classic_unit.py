@@ -45,7 +45,7 @@ def settings(units: ClassicUnits) -> dict[str, list[str]]:
         if line.startswith("["):
             section = line
         elif "=" in line and not line.startswith("#") and section == "[Service]":
-            key, _, value = line.partition("=")
+            key, value = line.partition("=")[::2]
             out.setdefault(key, []).append(value)
     return out
 

@@ -228,8 +228,13 @@ def test_unchanged_inputs_reuse_the_saved_set(tmp_path: Path, monkeypatch: pytes
     host.enable()
     host.generate()
     first = _generator.read_tree(str(host.out))
-    calls = []
-    monkeypatch.setattr(_generator, "build", lambda *a, **k: calls.append(a) or pytest.fail("rebuilt"))
+    calls: list[object] = []
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        pytest.fail("rebuilt")
+
+    monkeypatch.setattr(_generator, "build", no_build)
     host.generate()
     assert _generator.read_tree(str(host.out)) == first and not calls
     monkeypatch.undo()

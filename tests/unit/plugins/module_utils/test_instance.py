@@ -292,7 +292,7 @@ def test_create_registers_and_sets_postfix_permissions(tree: Tree) -> None:
     maildrop = os.stat(os.path.join(queue, "maildrop"))
     assert stat.S_IMODE(maildrop.st_mode) == 0o730
     assert stat.S_IMODE(os.stat(result.data_directory).st_mode) == 0o700
-    assert subprocess.run(["postfix", "-c", config, "check"], capture_output=True).returncode == 0
+    assert subprocess.run(["postfix", "-c", config, "check"], capture_output=True, check=False).returncode == 0
     assert (tree.etc / "postfix-edge" / "master.cf").read_text() == Path("/etc/postfix/master.cf.proto").read_text()
 
 
@@ -386,6 +386,8 @@ def test_listen_conflict_is_refused_before_any_change(tree: Tree) -> None:
     with pytest.raises(lib.InstanceError, match=r"would listen where another instance .*10\.9\.9\.9:25 overlaps \*:25"):
         tree.run(master_service_disable="", listen=["10.9.9.9:25"])
     assert tree.snapshot() == before
+    predicted = tree.run(master_service_disable="", listen=["10.9.9.9:25"], check_mode=True)
+    assert predicted.created and "overlaps *:25" in predicted.warnings[0] and "check mode" in predicted.warnings[0]
     subprocess.run(["postconf", "-c", str(tree.primary), "-e", "inet_interfaces=127.0.0.1"], check=True)
     edge = tree.run(master_service_disable="", listen=["10.9.9.9:25"])
     assert edge.created

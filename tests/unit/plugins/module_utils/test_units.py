@@ -35,7 +35,7 @@ def ports(name: str) -> int:
 
 
 def build(text: str, **facts: object) -> UnitSet:
-    return build_units(text, Instance(**facts), resolver=resolver, port_resolver=ports)  # type: ignore[arg-type]
+    return build_units(text, Instance(**facts), resolver=resolver, port_resolver=ports)
 
 
 def key(unit: str, name: str) -> list[str]:

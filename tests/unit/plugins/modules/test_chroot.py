@@ -305,7 +305,12 @@ def test_reload_signals_only_a_running_master(instance: dict[str, Any], tmp_path
 
 def test_module_reloads_after_a_change(instance: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(module, "reload_master", lambda queue: calls.append(queue) or True)
+
+    def reload_master(queue: str) -> bool:
+        calls.append(queue)
+        return True
+
+    monkeypatch.setattr(module, "reload_master", reload_master)
     assert ok({"config_dir": str(instance["config"])})["reloaded"] is True
     assert ok({"config_dir": str(instance["config"])})["reloaded"] is False  # nothing changed
     assert ok({"config_dir": str(instance["config"]), "state": "absent", "reload": False})["reloaded"] is False

@@ -96,7 +96,7 @@ def test_present_writes_units_mask_and_helper(env: dict[str, Any]) -> None:
     assert f"ExecStart=/usr/sbin/postfix -c {env['config']} start" in text and "NoNewPrivileges=yes" in text
     assert "PathChanged=/etc/resolv.conf" in (units / "postfix-edge-jail.path").read_text()
     helper = env["libexec"] / "chroot-sync"
-    assert helper.read_text() == Path(_chroot_sync.__file__).read_text()
+    assert helper.read_text() == f"#!{sys.executable}\n" + Path(_chroot_sync.__file__).read_text()
     assert os.stat(helper).st_mode & 0o777 == 0o755
     usage = subprocess.run([sys.executable, str(helper)], capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and "usage: chroot-sync refresh" in usage.stderr

@@ -1,0 +1,298 @@
+# Copyright: mailfleet maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Throughput: smtp-source from an outside client into three configurations, interleaved.
+
+A  one stock Postfix instance under master(8) (Debian's postfix@-.service), local delivery to Maildir;
+B  the same container set-up, switched to master-less mode by mailfleet.postfix.systemd_units;
+C  the split fleet deployed by the site playbook: edge1 relays to delivery1, which delivers to Maildir.
+
+Every number comes from the hosts' mail logs (journald timestamps, microseconds): messages/second
+from the first "connect from" the client to the last local "status=sent", and the delay of each
+message from its arrival on the first host ("QUEUEID: client=") to its local delivery, following
+"queued as" across hosts. CPU is every process of the involved containers (cgroup cpuacct).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from benchlib import (
+    DOMAIN,
+    PREFIX,
+    STATE,
+    USER,
+    VENV_BIN,
+    ansible_env,
+    cpu_ns,
+    ip_of,
+    journal_cursor,
+    journal_since,
+    median,
+    percentile,
+    pexec,
+    run,
+    say,
+    start_containers,
+    table,
+    write_inventory,
+)
+
+MASTER = "single-master"
+MASTERLESS = "single-masterless"
+MAILDIR = f"/home/{USER}/Maildir"
+
+RE_CLIENT = re.compile(r"^([0-9A-Za-z]+): client=.*\[([0-9a-fA-F.:]+)\]")
+RE_RELAYED = re.compile(r"^([0-9A-Za-z]+): to=<[^>]*>, .*status=sent \(250 .*queued as ([0-9A-Za-z]+)\)")
+RE_LOCAL = re.compile(r"^([0-9A-Za-z]+): to=<[^>]*>, relay=local, .*status=(\w+)")
+RE_STATUS = re.compile(r"^([0-9A-Za-z]+): to=<[^>]*>, .*status=(deferred|bounced|expired)")
+
+# Counts files arriving in Maildir/new; one process per round instead of polling through podman exec.
+WAITER = r"""
+import os, sys, time
+path, want, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+print("ready", flush=True)
+t0 = time.monotonic()
+while True:
+    try:
+        have = len(os.listdir(path))
+    except FileNotFoundError:
+        have = 0
+    if have >= want:
+        print(have)
+        break
+    if time.monotonic() - t0 > limit:
+        print(have)
+        sys.exit(1)
+    time.sleep(0.05)
+"""
+
+
+@dataclass
+class Target:
+    key: str  # A, B, C
+    name: str
+    ingress: str  # container the client sends to
+    final: str  # container that delivers locally
+
+
+def targets(with_master_fleet: bool = True) -> list[Target]:
+    tgs = [
+        Target("A", "single instance, master(8)", PREFIX + MASTER, PREFIX + MASTER),
+        Target("B", "single instance, master-less", PREFIX + MASTERLESS, PREFIX + MASTERLESS),
+        Target("C", "split fleet edge1 → delivery1, master-less", PREFIX + "edge1", PREFIX + "delivery1"),
+    ]
+    if with_master_fleet:
+        tgs.append(Target("D", "split fleet medge1 → mdelivery1, master(8)", PREFIX + "medge1", PREFIX + "mdelivery1"))
+    return tgs
+
+
+# (new, base, target ratio of msg/s, what it compares)
+RATIOS = [
+    ("B", "A", 0.9, "master-less vs master, single instance"),
+    ("C", "B", 0.8, "split fleet vs single instance, both master-less"),
+    ("D", "A", 0.8, "split fleet vs single instance, both master(8)"),
+    ("C", "A", 0.8, "split fleet (master-less, the default) vs stock single instance"),
+]
+
+
+def setup_singles() -> None:
+    """Two identical single-instance hosts; B is then switched to master-less mode."""
+    say(f"starting {MASTER} and {MASTERLESS}")
+    start_containers({MASTER: "single", MASTERLESS: "single"})
+    for host in (MASTER, MASTERLESS):
+        pexec(PREFIX + host,
+              f"id {USER} >/dev/null 2>&1 || useradd -m -s /usr/sbin/nologin {USER};"
+              f" postconf -e 'mydestination = $myhostname, localhost, {DOMAIN}' 'home_mailbox = Maildir/'"
+              " && postfix check && systemctl reload postfix")
+    inventory = STATE / "inventory-single.ini"
+    write_inventory(inventory, {"single": [MASTER, MASTERLESS]}, {})
+    say(f"switching {MASTERLESS} to master-less mode (mailfleet.postfix.systemd_units)")
+    run([str(VENV_BIN / "ansible"), "-i", str(inventory), MASTERLESS,
+         "-m", "mailfleet.postfix.systemd_units", "-a", "mode=systemd"], env=ansible_env(), timeout=600)
+    masters = pexec(PREFIX + MASTERLESS, "pgrep -x master || true").strip()
+    if masters:
+        raise RuntimeError(f"a master process runs in {MASTERLESS} after the switch: {masters}")
+    if not pexec(PREFIX + MASTER, "pgrep -x master || true").strip():
+        raise RuntimeError(f"no master process runs in {MASTER}")
+
+
+def wait_queues_empty(containers: set[str], limit: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        left = sum(int(pexec(c, "postqueue -j 2>/dev/null | wc -l").strip() or 0) for c in containers)
+        if left == 0:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"queues of {sorted(containers)} not empty after {limit:.0f} s")
+
+
+def one_round(target: Target, client: str, messages: int, size: int, concurrency: int,
+              limit: float = 600) -> dict[str, Any]:
+    """Send `messages` from the client through the target and measure from the logs."""
+    hosts = {target.ingress, target.final}
+    pexec(target.final, f"install -d -o {USER} -g {USER} -m 700 {MAILDIR} {MAILDIR}/new {MAILDIR}/cur {MAILDIR}/tmp"
+                        f" && find {MAILDIR} -type f -delete")
+    wait_queues_empty(hosts)
+    cursors = {c: journal_cursor(c) for c in hosts}
+    cpu0 = {c: cpu_ns(c) for c in hosts | {client}}
+    waiter = subprocess.Popen(["podman", "exec", "-i", target.final, "python3", "-", f"{MAILDIR}/new",
+                               str(messages), str(limit)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert waiter.stdin and waiter.stdout
+    waiter.stdin.write(WAITER)
+    waiter.stdin.close()
+    waiter.stdout.readline()  # "ready"
+    t0 = time.monotonic()
+    ingress_ip = ip_of(target.ingress)
+    src = run(["podman", "exec", client, "smtp-source", "-s", str(concurrency), "-l", str(size), "-m", str(messages),
+               "-f", f"bench@client1.{DOMAIN}", "-t", f"{USER}@{DOMAIN}", f"{ingress_ip}:25"],
+              check=False, timeout=limit)
+    client_seconds = time.monotonic() - t0
+    have = waiter.stdout.read().strip()
+    waiter_rc = waiter.wait()
+    cpu1 = {c: cpu_ns(c) for c in hosts | {client}}
+    time.sleep(0.5)  # journald may still be writing the last lines
+    client_ip = ip_of(client)
+    logs = {c: journal_since(c, cursors[c]) for c in hosts}
+    res = analyse(logs[target.ingress], logs[target.final], client_ip, relayed=target.ingress != target.final)
+    host_cpu = sum(cpu1[c] - cpu0[c] for c in hosts)
+    res.update({
+        "target": target.key, "messages": messages, "size": size, "concurrency": concurrency,
+        "client_seconds": round(client_seconds, 3), "smtp_source_rc": src.returncode,
+        "maildir_files": int(have or 0), "complete": waiter_rc == 0 and res["delivered"] >= messages,
+        "cpu_ms_per_msg": round(host_cpu / 1e6 / messages, 2),
+        # Per host: on separate machines the busier host, not the sum, bounds the rate.
+        "cpu_ms_per_msg_ingress": round((cpu1[target.ingress] - cpu0[target.ingress]) / 1e6 / messages, 2),
+        "cpu_ms_per_msg_final": round((cpu1[target.final] - cpu0[target.final]) / 1e6 / messages, 2),
+        "client_cpu_ms_per_msg": round((cpu1[client] - cpu0[client]) / 1e6 / messages, 2),
+    })
+    if src.returncode != 0:
+        res["smtp_source_error"] = (src.stderr or src.stdout)[-300:]
+    return res
+
+
+def analyse(ingress: list[Any], final: list[Any], client_ip: str, *, relayed: bool) -> dict[str, Any]:
+    connects = [ln.ts for ln in ingress if ln.ident.endswith("/smtpd") and ln.msg.startswith("connect from")
+                and f"[{client_ip}]" in ln.msg]
+    arrival: dict[str, float] = {}
+    for ln in ingress:
+        m = RE_CLIENT.match(ln.msg)
+        if m and ln.ident.endswith("/smtpd") and m.group(2) == client_ip:
+            arrival[m.group(1)] = ln.ts
+    hop: dict[str, str] = {}
+    if relayed:
+        for ln in ingress:
+            m = RE_RELAYED.match(ln.msg)
+            if m and not ln.ident.endswith("/local"):
+                hop[m.group(1)] = m.group(2)
+    sent: dict[str, float] = {}
+    for ln in final:
+        m = RE_LOCAL.match(ln.msg)
+        if m and m.group(2) == "sent":
+            sent[m.group(1)] = ln.ts
+    problems = sum(1 for ln in ingress + final if RE_STATUS.match(ln.msg))
+    delays = []
+    last = 0.0
+    for qid, ts in arrival.items():
+        done = sent.get(hop.get(qid, "") if relayed else qid)
+        if done is not None:
+            delays.append(done - ts)
+            last = max(last, done)
+    first = min(connects) if connects else 0.0
+    elapsed = last - first if delays and first else float("nan")
+    return {
+        "accepted": len(arrival), "delivered": len(delays), "deferred_or_bounced": problems,
+        "elapsed": round(elapsed, 3), "msgs_per_s": round(len(delays) / elapsed, 1) if delays else 0.0,
+        "delay_p50": round(percentile(delays, 50), 3), "delay_p99": round(percentile(delays, 99), 3),
+    }
+
+
+def measure(rounds: int, messages: int, sizes: list[int], concurrencies: list[int], warmup: int,
+            with_master_fleet: bool = True) -> dict[str, Any]:
+    client = PREFIX + "client1"
+    tgs = targets(with_master_fleet)
+    out: dict[str, Any] = {"targets": {t.key: t.name for t in tgs}, "rounds": [], "warmup": []}
+    if warmup:
+        # First mail after start-up: master-less pools grow from zero here. Reported, not in the medians.
+        for t in tgs:
+            res = one_round(t, client, warmup, 2048, max(concurrencies))
+            out["warmup"].append(res)
+            say(f"warm-up {t.key}: {res['delivered']}/{warmup} at {res['msgs_per_s']} msg/s, p99 {res['delay_p99']} s")
+    for r in range(rounds):
+        for conc in concurrencies:
+            for size in sizes:
+                # Rotate the order each round so that no configuration always runs first.
+                order = tgs[r % len(tgs):] + tgs[:r % len(tgs)]
+                for t in order:
+                    res = one_round(t, client, messages, size, conc)
+                    res["round"] = r + 1
+                    out["rounds"].append(res)
+                    flag = "" if res["complete"] else "  INCOMPLETE"
+                    say(f"round {r + 1} {t.key} c={conc} {size // 1024} kB: {res['delivered']}/{messages} in "
+                        f"{res['elapsed']} s = {res['msgs_per_s']} msg/s, delay p50 {res['delay_p50']} s "
+                        f"p99 {res['delay_p99']} s, {res['cpu_ms_per_msg']} CPU ms/msg{flag}")
+    out["summary"] = summarize(out["rounds"])
+    out["ratios"] = ratios(out["rounds"])
+    return out
+
+
+def summarize(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for conc, size, key in sorted({(r["concurrency"], r["size"], r["target"]) for r in rounds}):
+        rs = [r for r in rounds if (r["concurrency"], r["size"], r["target"]) == (conc, size, key)]
+        rate = [r["msgs_per_s"] for r in rs]
+        rows.append({
+            "concurrency": conc, "size": size, "target": key, "rounds": len(rs),
+            "delivered": sum(r["delivered"] for r in rs), "sent": sum(r["messages"] for r in rs),
+            "msgs_per_s": median(rate), "msgs_per_s_min": min(rate), "msgs_per_s_max": max(rate),
+            "elapsed": median([r["elapsed"] for r in rs]),
+            "delay_p50": median([r["delay_p50"] for r in rs]), "delay_p99": median([r["delay_p99"] for r in rs]),
+            "cpu_ms_per_msg": median([r["cpu_ms_per_msg"] for r in rs]),
+            "cpu_ms_per_msg_ingress": median([r["cpu_ms_per_msg_ingress"] for r in rs]),
+            "cpu_ms_per_msg_final": median([r["cpu_ms_per_msg_final"] for r in rs]),
+        })
+    return rows
+
+
+def ratios(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """msg/s ratios per round (the two runs of a round are neighbours in time), their median and range."""
+    by = {(r["concurrency"], r["size"], r["target"], r["round"]): r["msgs_per_s"] for r in rounds}
+    out = []
+    for conc, size in sorted({(r["concurrency"], r["size"]) for r in rounds}):
+        for new, base, goal, what in RATIOS:
+            xs = [by[(conc, size, new, n)] / by[(conc, size, base, n)]
+                  for (c, s, t, n) in by if (c, s, t) == (conc, size, new) and by.get((conc, size, base, n))]
+            if xs:
+                med_new = median([by[k] for k in by if k[:3] == (conc, size, new)])
+                med_base = median([by[k] for k in by if k[:3] == (conc, size, base)])
+                out.append({"concurrency": conc, "size": size, "new": new, "base": base, "what": what, "target": goal,
+                            "ratio": round(median(xs), 2), "min": round(min(xs), 2), "max": round(max(xs), 2),
+                            "ratio_of_medians": round(med_new / med_base, 2) if med_base else None,
+                            "met": median(xs) >= goal})
+    return out
+
+
+def cpu(s: dict[str, Any]) -> str:
+    if s["target"] in ("A", "B"):
+        return f"{s['cpu_ms_per_msg']:.1f}"
+    return f"{s['cpu_ms_per_msg']:.1f} = {s['cpu_ms_per_msg_ingress']:.1f} + {s['cpu_ms_per_msg_final']:.1f}"
+
+
+def render(summary: list[dict[str, Any]], names: dict[str, str]) -> str:
+    rows = [[s["concurrency"], f"{s['size'] // 1024} kB", f"{s['target']}: {names[s['target']]}",
+             f"{s['msgs_per_s']:.0f} ({s['msgs_per_s_min']:.0f}–{s['msgs_per_s_max']:.0f})", f"{s['elapsed']:.2f}",
+             f"{s['delay_p50']:.3f}", f"{s['delay_p99']:.3f}", cpu(s), f"{s['delivered']}/{s['sent']}"]
+            for s in summary]
+    return table(["conc.", "size", "configuration", "msg/s median (range)", "elapsed s", "delay p50 s", "delay p99 s",
+                  "CPU ms/msg (edge + delivery)", "delivered"], rows)
+
+
+def render_ratios(items: list[dict[str, Any]]) -> str:
+    rows = [[f"{r['new']}/{r['base']}", r["what"], r["concurrency"], f"{r['size'] // 1024} kB",
+             f"{r['ratio']:.2f}× ({r['min']:.2f}–{r['max']:.2f})", f"{r['ratio_of_medians']:.2f}×",
+             f"≥ {r['target']}×", "yes" if r["met"] else "NO"] for r in items]
+    return table(["ratio", "compares", "conc.", "size", "msg/s ratio, median of rounds (range)", "ratio of medians",
+                  "target", "met"], rows)
