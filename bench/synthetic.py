@@ -91,7 +91,8 @@ def render(result: dict[str, Any]) -> str:
     if "error" in result:
         return result["error"]
     rows = []
-    for key, r in result.items():
+    # JSON keeps keys sorted as text; show the default first, then by size.
+    for key, r in sorted(result.items(), key=lambda kv: kv[1].get("entries", 0)):
         name = "default master.cf" if key == "default" else f"synthetic, {key} entries"
         if "changed_ms" not in r:
             rows.append([name, r.get("entries", "?"), "–", "–", "–", "–", "–", f"no timing (exit {r.get('rc')})"])

@@ -36,7 +36,7 @@ def _line(draw: st.DrawFn) -> str:
 @st.composite
 def _document(draw: st.DrawFn) -> str:
     lines = draw(st.lists(_line(), min_size=0, max_size=15))
-    noise = draw(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=20))
+    noise = draw(st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
     return "".join(lines) + draw(st.sampled_from(["", noise]))
 
 
