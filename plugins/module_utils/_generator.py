@@ -23,6 +23,7 @@ half-written.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -132,8 +133,8 @@ def run(argv: list[str]) -> tuple[int, str, str]:
                 open_fds.remove(fd)
                 os.close(fd)
     status = os.waitpid(pid, 0)[1]
-    decode = lambda fd: b"".join(chunks[fd]).decode(errors="replace")  # noqa: E731
-    return os.waitstatus_to_exitcode(status), decode(out_r), decode(err_r)
+    out, err = (b"".join(chunks[fd]).decode(errors="replace") for fd in (out_r, err_r))
+    return os.waitstatus_to_exitcode(status), out, err
 
 
 def parse_postconf(out: str) -> dict[str, str]:
@@ -274,7 +275,9 @@ class Inputs:
         for path in stats:
             try:
                 st = os.stat(path)
-                parts.append(f"{path}:{st.st_mode}:{st.st_uid}:{st.st_gid}:{st.st_size}:{st.st_mtime_ns}")
+                # A directory's size/mtime change with every new entry (e.g. /etc); only its access bits matter.
+                content = "" if stat.S_ISDIR(st.st_mode) else f":{st.st_size}:{st.st_mtime_ns}"
+                parts.append(f"{path}:{st.st_mode}:{st.st_uid}:{st.st_gid}{content}")
             except OSError:
                 parts.append(f"{path}:-")
         return "\n".join(parts)

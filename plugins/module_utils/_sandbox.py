@@ -67,6 +67,7 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self._fields}
 
+
 # Every Postfix daemon probes socket(AF_INET6) in inet_proto_init() and fatals on
 # errors other than EAFNOSUPPORT; getifaddrs() needs netlink (inet_addr_local).
 POSTFIX_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"

@@ -236,8 +236,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         out["services"] = [s.to_dict() for s in unitset.services]
         files = _masterless.installation(PAYLOAD, libexec=p["libexec_dir"], generator_dir=p["generator_dir"],
                                          python=p["python"])
-        files.append(_masterless.File(conf_path, _masterless.conf_text(config_dir, {k: v for k, v in conf.items()
-                                                                                  if k != "config_directory"})))
+        conf_values = {k: v for k, v in conf.items() if k != "config_directory"}
+        files.append(_masterless.File(conf_path, _masterless.conf_text(config_dir, conf_values)))
         lib_dir = os.path.join(p["libexec_dir"], _masterless.PACKAGE)
 
         def state_file() -> _masterless.File:
@@ -253,8 +253,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                        "before_header": f"{probe.prefix}-* (loaded)", "after_header": f"{probe.prefix}-* (generated)"}
     ctx = _Context(module, runner, probe, config_dir, out)
     if want_systemd:
-        ctx.to_systemd(changed_files, state_file, bool(out["units_changed"]["added"] or out["units_changed"]["removed"]
-                                                      or out["units_changed"]["modified"]))
+        units_changed = out["units_changed"]
+        listeners_moved = bool(units_changed["added"] or units_changed["removed"] or units_changed["modified"])
+        ctx.to_systemd(changed_files, state_file, listeners_moved)
     else:
         ctx.to_master(conf_path, state_path)
     out["changed"] = bool(out["actions"] or out["files_changed"])
