@@ -150,7 +150,7 @@ def start_containers(hosts: dict[str, str]) -> None:
     procs = {h: subprocess.Popen(["podman", "exec", PREFIX + h, "sh", "-c", boot], stdout=subprocess.PIPE, text=True)
              for h in hosts}
     for host, proc in procs.items():
-        state, _ = proc.communicate(timeout=180)
+        state, _unused = proc.communicate(timeout=180)
         if state.strip() not in ("running", "degraded"):
             raise RuntimeError(f"{PREFIX}{host} did not boot: systemd is '{state.strip()}'")
     for host in hosts:
@@ -158,7 +158,7 @@ def start_containers(hosts: dict[str, str]) -> None:
 
 
 def wait_ssh(ip: str, tries: int = 60) -> None:
-    for _ in range(tries):
+    for _unused in range(tries):
         proc = subprocess.run(["ssh", "-q", "-i", str(KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
                                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                                "-o", "LogLevel=ERROR", f"root@{ip}", "true"], check=False)

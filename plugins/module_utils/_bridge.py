@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: mailfleet.postfix contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run stock Postfix daemons under systemd without master(8).
@@ -329,7 +328,7 @@ class Holder:
                 else:
                     break
             drained = False
-            for key, _ in self.sel.select(timeout=1.0):
+            for key, _unused in self.sel.select(timeout=1.0):
                 what, obj = key.data
                 if what == "accept":
                     self._accept()
@@ -356,7 +355,7 @@ class Holder:
 
     def _accept(self) -> None:
         try:
-            conn, _ = self.listener.accept()
+            conn, _unused = self.listener.accept()
         except BlockingIOError:
             return
         conn.setblocking(False)
@@ -365,7 +364,7 @@ class Holder:
     def _control(self, conn: socket.socket) -> None:
         self.sel.unregister(conn)
         try:
-            data, fds, _, _ = socket.recv_fds(conn, 65536, MAX_FDS)
+            data, fds, _unused, _unused = socket.recv_fds(conn, 65536, MAX_FDS)
         except OSError:
             conn.close()
             return
@@ -385,7 +384,7 @@ class Holder:
 
     def _request(self, conn: socket.socket, data: bytes, fds: list[int]) -> str:
         message = decode(data)
-        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        pid, uid, _unused = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if "unit" in message:
             return self._register(pid, message, fds)
         for fd in fds:
@@ -409,7 +408,7 @@ class Holder:
             raise BridgeError("registration without a status socket")
         unit = str(message["unit"])
         maxproc = int(message.get("maxproc", "1"))
-        prefix, at, _ = unit.partition("@")
+        prefix, at, _unused = unit.partition("@")
         prefix = prefix if at else prefix.rsplit(".", 1)[0]
         pool = self.pools.get(prefix)
         if pool is None:
@@ -443,7 +442,7 @@ class Holder:
 
     def _lock_file(self, rel: str) -> None:
         """pid/<type>.<name> for a worker that opens it as mail_owner (pid/ is root's)."""
-        head, _, name = rel.partition("/")
+        head, _unused, name = rel.partition("/")
         if head != "pid" or not name or "/" in name or name.startswith("."):
             raise BridgeError(f"bad lock file name {rel}")
         path = os.path.join(self.queue_directory, "pid", name)
@@ -616,7 +615,7 @@ class Holder:
 
 
 def cmd_holder(argv: list[str]) -> int:
-    opts, _ = _options(argv, ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen",
+    opts, _unused = _options(argv, ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen",
                               "systemctl", "target", "verbose"))
     fds = listen_fds(dict(os.environ), os.getpid())
     if fds:
@@ -658,7 +657,7 @@ def request(holder: str, message: dict[str, object], timeout: float = 10.0) -> s
 
 
 def cmd_retire(argv: list[str]) -> int:
-    opts, _ = _options(argv, ("holder", "pid", "timeout"))
+    opts, _unused = _options(argv, ("holder", "pid", "timeout"))
     pid = int(opts["pid"])
     timeout = float(opts.get("timeout", "80"))
     import select
@@ -674,14 +673,14 @@ def cmd_retire(argv: list[str]) -> int:
     if reply != "OK":
         raise BridgeError(reply)
     # The daemon sees EOF on fd 5 and exits after its current request.
-    ready, _, _ = select.select([pidfd], [], [], timeout)
+    ready, _unused, _unused = select.select([pidfd], [], [], timeout)
     os.close(pidfd)
     return 0 if ready else 1
 
 
 def cmd_status(argv: list[str]) -> int:
-    opts, _ = _options(argv, ("holder",))
-    print(request(opts["holder"], {"command": "status"}))
+    opts, _unused = _options(argv, ("holder",))
+    sys.stdout.write(f"{request(opts['holder'], {'command': 'status'})}\n")
     return 0
 
 
@@ -689,8 +688,8 @@ def cmd_kick(argv: list[str]) -> int:
     """inet_trigger(): connect, send the request, wait up to 1s for the server to close."""
     import errno
 
-    opts, _ = _options(argv, ("inet", "request"))
-    host, _, port = opts["inet"].rpartition(":")
+    opts, _unused = _options(argv, ("inet", "request"))
+    host, _unused, port = opts["inet"].rpartition(":")
     host = host.strip("[]")
     with socket.create_connection((host, int(port)), timeout=1.0) as conn:
         conn.sendall(opts.get("request", "W").encode())
@@ -722,4 +721,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main(sys.argv[1:]))

@@ -88,7 +88,7 @@ def read_conf(path: str) -> dict[str, str]:
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
+                key, _unused, value = line.partition("=")
                 out[key.strip()] = value.strip()
     if not out.get("config_directory", "").startswith("/"):
         raise GeneratorError(f"{path}: config_directory must be an absolute path")
@@ -352,7 +352,7 @@ def write_tree(root: str, files: dict[str, str]) -> None:
 
 def read_tree(root: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for dirpath, _, names in os.walk(root):
+    for dirpath, _unused, names in os.walk(root):
         for name in names:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)

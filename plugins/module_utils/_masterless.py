@@ -128,7 +128,7 @@ def master_pid(queue_directory: str) -> Optional[int]:
 
 
 def unit_state(run: Runner, unit: str) -> dict[str, str]:
-    code, out, _ = run(["systemctl", "show", "-p", "LoadState,ActiveState,SubState", "--", unit])
+    code, out, _unused = run(["systemctl", "show", "-p", "LoadState,ActiveState,SubState", "--", unit])
     state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if code == 0 else {}
     return state
 
@@ -149,14 +149,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.5)
 
 def slice_empty(run: Runner, slice_unit: str) -> bool:
     """No process of the instance is left (the slice holds every master-less unit)."""
-    code, out, _ = run(["systemctl", "show", "-p", "ControlGroup", "--value", "--", slice_unit])
+    code, out, _unused = run(["systemctl", "show", "-p", "ControlGroup", "--value", "--", slice_unit])
     group = out.strip() if code == 0 else ""
     if not group:
         return True
     for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"):
         path = root + group
         if os.path.isdir(path):
-            for dirpath, _, names in os.walk(path):
+            for dirpath, _unused, names in os.walk(path):
                 if "cgroup.procs" in names:
                     with open(os.path.join(dirpath, "cgroup.procs"), encoding="ascii") as handle:
                         if handle.read().strip():
@@ -227,7 +227,7 @@ def start_masterless(run: Runner, *, target: str, holder: str, queue_directory: 
 
 def stale_units(run: Runner, prefix: str) -> list[str]:
     """Units of the instance that are loaded but no longer generated (master.cf entry removed)."""
-    code, out, _ = run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--", f"{prefix}-*", f"{prefix}.*"])
+    code, out, _unused = run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--", f"{prefix}-*", f"{prefix}.*"])
     stale = []
     for line in out.splitlines() if code == 0 else []:
         words = line.split()

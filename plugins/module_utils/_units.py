@@ -476,7 +476,7 @@ def default_port_resolver(name: str) -> int:
 
 def _split_host_port(service: str) -> tuple[str, str]:
     if service.startswith("["):
-        host, _, port = service[1:].partition("]:")
+        host, _unused, port = service[1:].partition("]:")
         return host, port
     host, sep, port = service.rpartition(":")
     return (host, port) if sep else ("", service)
@@ -523,7 +523,7 @@ def ip_address(text: str) -> Address:
 
 def _ipv6_groups(text: str) -> Optional[list[int]]:
     if "." in text:  # embedded IPv4 (::ffff:192.0.2.1): rewrite as two hex groups
-        head, _, v4 = text.rpartition(":")
+        head, _unused, v4 = text.rpartition(":")
         octets = v4.split(".")
         if not head or len(octets) != 4 or not all(p.isdigit() and int(p) < 256 for p in octets):
             return None
@@ -736,7 +736,7 @@ def build_units(
         else:
             listener = local_listener(entry, instance)
         prepared.append((entry, daemon, listener))
-    _check_conflicts([(e, listener) for e, _, listener in prepared])
+    _check_conflicts([(e, listener) for e, _unused, listener in prepared])
     # The holder starts with the target: it takes master's locks, so postfix status answers at once.
     wants: list[str] = [instance.holder + ".socket", instance.holder + ".service"]
     for entry, daemon, listener in prepared:
@@ -784,7 +784,7 @@ def _plan(instance: Instance, entry: Entry, daemon: Daemon, listener: Listener) 
     mode = daemon.mode if kind in ACCEPT_TYPES else POOL
     head = _master_head(entry, instance, listen_count=len(listener.addresses), local_only=listener.local_only)
     base = unit_base(instance, entry.service, kind)
-    _, conditional = wakeup_of(entry)
+    _unused, conditional = wakeup_of(entry)
     return _Plan(
         entry=entry, daemon=daemon, listener=listener, base=base, mode=mode,
         maxproc=maxproc_of(entry, instance), owner=owner, keep_chroot=keep_chroot,
@@ -801,7 +801,7 @@ def _entry_units(result: UnitSet, plan: _Plan) -> list[str]:
     if plan.daemon.persistent:
         wants.append(plan.first)
     units = [f"{plan.base}.socket", plan.service_unit]
-    seconds, _ = wakeup_of(entry)
+    seconds, _unused = wakeup_of(entry)
     if seconds > 0:
         timer = _wakeup_units(result, plan, seconds)
         if timer:

@@ -1,12 +1,12 @@
 #!/usr/bin/python
-# Copyright: mailfleet.postfix contributors
+# Copyright: mailfleet maintainers (@mailfleet)
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: systemd_units
-author: mailfleet.postfix contributors
+author: mailfleet maintainers (@mailfleet)
 version_added: 0.1.0
 short_description: Run a Postfix instance without master(8), as systemd units generated from its master.cf
 description:

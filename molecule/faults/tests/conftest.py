@@ -210,7 +210,7 @@ class Fleet:
 
     def settle(self, name: str, load: dict[str, Any], run: str, timeout: float = 150) -> dict[str, Any]:
         """Wait until every accepted message is in the mailbox (or the timeout), then count."""
-        accepted = {t for t, (s, _) in load["status"].items() if s == "accepted"}
+        accepted = {t for t, (s, _unused) in load["status"].items() if s == "accepted"}
         seen: dict[str, int] = {}
 
         def arrived() -> bool:
@@ -223,8 +223,8 @@ class Fleet:
             time.sleep(2)
         time.sleep(3)  # late duplicates would show up now
         seen = self.mailbox(run)
-        states = [s for s, _ in load["status"].values()]
-        ambiguous = {t for t, (s, _) in load["status"].items() if s == "ambiguous"}
+        states = [s for s, _unused in load["status"].values()]
+        ambiguous = {t for t, (s, _unused) in load["status"].items() if s == "ambiguous"}
         summary = {
             "fault": name, "run": run, "sent": len(states), "accepted": len(accepted),
             "ambiguous": len(ambiguous), "ambiguous_delivered": len(ambiguous & set(seen)),
@@ -233,7 +233,7 @@ class Fleet:
             "lost": sorted(accepted - set(seen)),
             "duplicates": sorted(t for t, c in seen.items() if c > 1),
             "unexpected": sorted(set(seen) - accepted - ambiguous),
-            "client_seconds": load["seconds"], "retries": sum(a - 1 for _, a in load["status"].values()),
+            "client_seconds": load["seconds"], "retries": sum(a - 1 for _unused, a in load["status"].values()),
         }
         self.results.append(summary)
         print(f"\nfaults: {name}: sent {summary['sent']}, accepted {summary['accepted']}, delivered exactly once "

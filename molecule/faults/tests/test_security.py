@@ -137,7 +137,7 @@ def test_smtpd_cannot_read_home(fleet: Fleet, server: str) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         pid = ""
-        for _ in range(20):
+        for _unused in range(20):
             pid = node.run("pgrep -n -x smtpd").stdout.strip()
             if pid:
                 break

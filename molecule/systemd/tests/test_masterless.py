@@ -301,6 +301,7 @@ def queue_two(mail: Any, tag: str) -> list[str]:
     subjects = [f"{tag}-{token()}", f"{tag}-{token()}"]
     swaks(mail, "root@localhost", subjects[0])
     mail.run(f"printf 'Subject: {subjects[1]}\\n\\nbody\\n' | sendmail root")
+
     def queued() -> bool:
         return int(mail.run("postqueue -p | grep -c '^[0-9A-F]'").stdout.strip() or 0) >= 2
 

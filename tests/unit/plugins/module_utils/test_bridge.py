@@ -220,7 +220,7 @@ def test_no_listen_fds_is_an_error(env: Env) -> None:
 
 def test_no_holder_fails_fast(tmp_path: Path) -> None:
     e = Env(tmp_path)
-    proc, _ = e.bridge([unix_listener(tmp_path / "a.sock")])
+    proc, _unused = e.bridge([unix_listener(tmp_path / "a.sock")])
     try:
         assert proc.wait(timeout=20) == 1
         assert proc.stderr and b"status holder" in proc.stderr.read()
@@ -327,15 +327,15 @@ def wait_calls(env: Env, count: int, timeout: float = 5.0) -> list[str]:
 
 def test_pool_grows_one_step_ahead_up_to_maxproc(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
-    _, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="3")
+    _unused, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="3")
     assert wait_for(Path(str(out) + ".ready"))
     # The only worker got a client: a successor starts before anyone has to wait.
     assert wait_calls(env, 1) == ["start --no-block p@2.service"]
     assert env.status()["p"]["pending"] == ["p@2.service"]
-    _, out2 = env.bridge([listen], mode="busy", unit="p@2.service", maxproc="3", report="p2.json")
+    _unused, out2 = env.bridge([listen], mode="busy", unit="p@2.service", maxproc="3", report="p2.json")
     assert wait_for(Path(str(out2) + ".ready"))
     assert wait_calls(env, 2) == ["start --no-block p@2.service", "start --no-block p@3.service"]
-    _, out3 = env.bridge([listen], mode="busy", unit="p@3.service", maxproc="3", report="p3.json")
+    _unused, out3 = env.bridge([listen], mode="busy", unit="p@3.service", maxproc="3", report="p3.json")
     assert wait_for(Path(str(out3) + ".ready"))
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(str(env.tmp / "pool.sock"))  # waits in the backlog: still no fourth worker
@@ -353,8 +353,8 @@ def test_waiting_client_doubles_the_pool(tmp_path: Path) -> None:
     holder._start = lambda units, verb="start": started.append(units)  # type: ignore[method-assign]
     pool = _bridge.Pool("w", maxproc=6, template=True)
     pool.listen = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
-    pairs = [socket.socketpair() for _ in range(4)]
-    for n, (a, _) in enumerate(pairs, start=1):
+    pairs = [socket.socketpair() for _unused in range(4)]
+    for n, (a, _unused) in enumerate(pairs, start=1):
         worker = _bridge.Worker(100 + n, f"w@{n}.service", a)
         worker.avail = False
         pool.workers[a.fileno()] = worker
@@ -402,7 +402,7 @@ def test_stamp_and_lock_file(env: Env) -> None:
 
 @pytest.mark.parametrize("extra", [["--stamp", "/etc/passwd"], ["--lock", "pid/../../x"], ["--lock", "etc/x"]])
 def test_holder_refuses_paths_outside_its_directories(env: Env, extra: list[str]) -> None:
-    proc, _ = env.bridge([unix_listener(env.tmp / "a.sock")], extra=extra)
+    proc, _unused = env.bridge([unix_listener(env.tmp / "a.sock")], extra=extra)
     assert proc.wait(timeout=20) == 1
     assert proc.stderr and b"refused" in proc.stderr.read()
 
@@ -435,7 +435,7 @@ def test_kick_sends_the_wakeup_byte(tmp_path: Path) -> None:
     server.listen(1)
     port = server.getsockname()[1]
     proc = subprocess.Popen([PYTHON, "-I", "-S", str(BRIDGE), "kick", "--inet", f"127.0.0.1:{port}"])
-    conn, _ = server.accept()
+    conn, _unused = server.accept()
     assert conn.recv(10) == b"W"
     conn.close()
     assert proc.wait(timeout=10) == 0
