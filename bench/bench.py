@@ -11,7 +11,8 @@ BENCH_ROUNDS (3), BENCH_WARMUP (200 messages per configuration, reported, not in
 BENCH_IDLE (120 s before the footprint), BENCH_ROLLOUT_SIZES ("3 9"), BENCH_GENERATOR_RUNS
 ("30 10 3": default, 100, 1,000 entries), BENCH_FLEET_MASTER (1: also a split fleet in master mode),
 BENCH_KEEP (1: leave the containers up), BENCH_SITE, BENCH_SITE_SERIAL, BENCH_ORCHESTRATOR,
-BENCH_EDGE_MAIN_CF (JSON: main.cf settings for every bench edge host).
+BENCH_EDGE_MAIN_CF / BENCH_EDGE_MASTER_CF (JSON: postfix_edge_main_cf / postfix_edge_master_cf of
+every bench edge host, e.g. to try TLS connection reuse on the edge → delivery hop).
 """
 
 from __future__ import annotations

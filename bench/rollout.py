@@ -40,11 +40,11 @@ INVENTORY_VARS: dict[str, Any] = {
 
 
 def inventory_vars() -> dict[str, Any]:
-    """INVENTORY_VARS plus BENCH_EDGE_MAIN_CF (JSON), e.g. '{"smtp_tls_connection_reuse": "yes"}'."""
+    """INVENTORY_VARS plus the edge settings in BENCH_EDGE_MAIN_CF / BENCH_EDGE_MASTER_CF (JSON)."""
     extra = dict(INVENTORY_VARS)
-    edge_main_cf = os.environ.get("BENCH_EDGE_MAIN_CF", "")
-    if edge_main_cf:
-        extra["postfix_edge_main_cf"] = json.loads(edge_main_cf)
+    for env, var in (("BENCH_EDGE_MAIN_CF", "postfix_edge_main_cf"), ("BENCH_EDGE_MASTER_CF", "postfix_edge_master_cf")):
+        if os.environ.get(env, "").strip():
+            extra[var] = json.loads(os.environ[env])
     return extra
 
 

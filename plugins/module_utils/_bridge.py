@@ -673,7 +673,7 @@ def cmd_retire(argv: list[str]) -> int:
     if reply != "OK":
         raise BridgeError(reply)
     # The daemon sees EOF on fd 5 and exits after its current request.
-    ready, _unused, _unused = select.select([pidfd], [], [], timeout)
+    ready, _writable, _errored = select.select([pidfd], [], [], timeout)
     os.close(pidfd)
     return 0 if ready else 1
 
@@ -689,7 +689,7 @@ def cmd_kick(argv: list[str]) -> int:
     import errno
 
     opts, _unused = _options(argv, ("inet", "request"))
-    host, _unused, port = opts["inet"].rpartition(":")
+    host, _rest_text, port = opts["inet"].rpartition(":")
     host = host.strip("[]")
     with socket.create_connection((host, int(port)), timeout=1.0) as conn:
         conn.sendall(opts.get("request", "W").encode())

@@ -156,7 +156,7 @@ def slice_empty(run: Runner, slice_unit: str) -> bool:
     for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"):
         path = root + group
         if os.path.isdir(path):
-            for dirpath, _unused, names in os.walk(path):
+            for dirpath, _subdirs, names in os.walk(path):
                 if "cgroup.procs" in names:
                     with open(os.path.join(dirpath, "cgroup.procs"), encoding="ascii") as handle:
                         if handle.read().strip():
