@@ -615,8 +615,8 @@ class Holder:
 
 
 def cmd_holder(argv: list[str]) -> int:
-    opts, _unused = _options(argv, ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen",
-                              "systemctl", "target", "verbose"))
+    names = ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen", "systemctl", "target", "verbose")
+    opts, _unused = _options(argv, names)
     fds = listen_fds(dict(os.environ), os.getpid())
     if fds:
         listener = socket.socket(fileno=fds[0])
