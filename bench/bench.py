@@ -157,7 +157,8 @@ def report(data: dict[str, Any]) -> str:
         out += ["", f"## Rollout ({data['rollout'][0]['playbook'] if data['rollout'] else ''})", render_rollout(data["rollout"])]
     if "throughput" in data:
         tp = data["throughput"]
-        out += ["", "## Throughput", throughput.render(tp["summary"], tp["targets"]), "", throughput.render_ratios(tp["ratios"])]
+        out += ["", "## Throughput", throughput.render(tp["summary"], tp["targets"]), "", throughput.render_ratios(tp["ratios"]),
+                "", throughput.render_breakdown(tp["summary"], tp["targets"])]
         if tp.get("warmup"):
             out += ["", "Cold start (warm-up round, not in the medians):",
                     ", ".join(f"{w['target']} {w['msgs_per_s']} msg/s (p99 {w['delay_p99']} s)" for w in tp["warmup"])]

@@ -242,6 +242,7 @@ class LogLine:
     ts: float
     ident: str  # e.g. postfix/smtpd
     msg: str
+    pid: int = 0
 
 
 def journal_since(container: str, cursor: str) -> list[LogLine]:
@@ -254,7 +255,8 @@ def journal_since(container: str, cursor: str) -> list[LogLine]:
         try:
             ts, _host, rest = raw.split(" ", 2)
             ident, msg = rest.split(": ", 1)
-            lines.append(LogLine(float(ts), ident.split("[", 1)[0], msg))
+            name, _sep, pid = ident.partition("[")
+            lines.append(LogLine(float(ts), name, msg, int(pid.rstrip("]") or 0)))
         except ValueError:
             continue
     return lines

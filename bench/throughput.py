@@ -14,6 +14,7 @@ message from its arrival on the first host ("QUEUEID: client=") to its local del
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -34,6 +35,7 @@ from benchlib import (
     median,
     percentile,
     pexec,
+    pypexec,
     run,
     say,
     start_containers,
@@ -69,6 +71,40 @@ while True:
         sys.exit(1)
     time.sleep(0.05)
 """
+
+
+# CPU ticks of the long-running processes that are not Postfix daemons (or are master itself):
+# PID 1, journald, master(8), and the master-less status holder. Pool workers come and go, so the
+# rest of the container's CPU is "Postfix daemons and everything else".
+SAMPLER = r"""
+import json, os
+tick = os.sysconf("SC_CLK_TCK")
+out = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        comm = open(f"/proc/{pid}/comm").read().strip()
+        cgroup = open(f"/proc/{pid}/cgroup").read()
+    except OSError:
+        continue
+    if pid == "1":
+        key = "systemd (PID 1)"
+    elif comm == "systemd-journal":
+        key = "journald"
+    elif comm == "master":
+        key = "master"
+    elif comm.startswith("python") and "holder" in cgroup:
+        key = "holder"
+    else:
+        continue
+    out[key] = out.get(key, 0) + (int(stat[11]) + int(stat[12])) * 1000 // tick
+print(json.dumps(out))
+"""
+
+
+def sample(container: str) -> dict[str, int]:
+    """Milliseconds of CPU used so far by PID 1, journald, master and the holder."""
+    return json.loads(pypexec(container, SAMPLER, privileged=True))
 
 
 @dataclass
@@ -138,6 +174,7 @@ def one_round(target: Target, client: str, messages: int, size: int, concurrency
                         f" && find {MAILDIR} -type f -delete")
     wait_queues_empty(hosts)
     cursors = {c: journal_cursor(c) for c in hosts}
+    procs0 = {c: sample(c) for c in hosts}
     cpu0 = {c: cpu_ns(c) for c in hosts | {client}}
     waiter = subprocess.Popen(["podman", "exec", "-i", target.final, "python3", "-", f"{MAILDIR}/new",
                                str(messages), str(limit)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -154,6 +191,7 @@ def one_round(target: Target, client: str, messages: int, size: int, concurrency
     have = waiter.stdout.read().strip()
     waiter_rc = waiter.wait()
     cpu1 = {c: cpu_ns(c) for c in hosts | {client}}
+    procs1 = {c: sample(c) for c in hosts}
     time.sleep(0.5)  # journald may still be writing the last lines
     client_ip = ip_of(client)
     logs = {c: journal_since(c, cursors[c]) for c in hosts}
@@ -169,6 +207,19 @@ def one_round(target: Target, client: str, messages: int, size: int, concurrency
         "cpu_ms_per_msg_final": round((cpu1[target.final] - cpu0[target.final]) / 1e6 / messages, 2),
         "client_cpu_ms_per_msg": round((cpu1[client] - cpu0[client]) / 1e6 / messages, 2),
     })
+    # Per host and process kind, ms per message; "postfix and rest" is what remains of the container.
+    breakdown = {}
+    for c in sorted(hosts):
+        part = {k: round((procs1[c].get(k, 0) - v) / messages, 2) for k, v in procs0[c].items()}
+        part["postfix daemons and rest"] = round((cpu1[c] - cpu0[c]) / 1e6 / messages - sum(part.values()), 2)
+        role = "host" if target.ingress == target.final else "edge" if c == target.ingress else "delivery"
+        breakdown[role] = part
+    res["cpu_breakdown"] = breakdown
+    # Units systemd started during the round: pool workers growing or replacing those that reached max_use.
+    res["unit_starts"] = {
+        ("host" if target.ingress == target.final else "edge" if c == target.ingress else "delivery"):
+        int(pexec(c, f"journalctl -q --after-cursor='{cursors[c]}' _PID=1 -o cat | grep -c '^Started postfix-' || true").strip() or 0)
+        for c in sorted(hosts)}
     if src.returncode != 0:
         res["smtp_source_error"] = (src.stderr or src.stdout)[-300:]
     return res
@@ -203,7 +254,13 @@ def analyse(ingress: list[Any], final: list[Any], client_ip: str, *, relayed: bo
             last = max(last, done)
     first = min(connects) if connects else 0.0
     elapsed = last - first if delays and first else float("nan")
+    # Distinct processes per daemon that logged: how many were started (by master or by systemd).
+    procs: dict[str, set[int]] = {}
+    for where, lines in (("edge", ingress), ("delivery", final)) if relayed else (("host", ingress),):
+        for ln in lines:
+            procs.setdefault(f"{where} {ln.ident.rsplit('/', 1)[-1]}", set()).add(ln.pid)
     return {
+        "daemon_processes": {k: len(v) for k, v in sorted(procs.items())},
         "accepted": len(arrival), "delivered": len(delays), "deferred_or_bounced": problems,
         "elapsed": round(elapsed, 3), "msgs_per_s": round(len(delays) / elapsed, 1) if delays else 0.0,
         "delay_p50": round(percentile(delays, 50), 3), "delay_p99": round(percentile(delays, 99), 3),
@@ -253,6 +310,9 @@ def summarize(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "cpu_ms_per_msg": median([r["cpu_ms_per_msg"] for r in rs]),
             "cpu_ms_per_msg_ingress": median([r["cpu_ms_per_msg_ingress"] for r in rs]),
             "cpu_ms_per_msg_final": median([r["cpu_ms_per_msg_final"] for r in rs]),
+            "unit_starts": {role: median([r.get("unit_starts", {}).get(role, 0) for r in rs]) for role in rs[0].get("unit_starts", {})},
+            "cpu_breakdown": {role: {k: median([r["cpu_breakdown"][role].get(k, 0.0) for r in rs]) for k in part}
+                              for role, part in rs[0].get("cpu_breakdown", {}).items()},
         })
     return rows
 
@@ -288,6 +348,24 @@ def render(summary: list[dict[str, Any]], names: dict[str, str]) -> str:
             for s in summary]
     return table(["conc.", "size", "configuration", "msg/s median (range)", "elapsed s", "delay p50 s", "delay p99 s",
                   "CPU ms/msg (edge + delivery)", "delivered"], rows)
+
+
+def render_breakdown(summary: list[dict[str, Any]], names: dict[str, str]) -> str:
+    """Where the CPU per message goes (medians), first size and concurrency only."""
+    if not summary:
+        return ""
+    first = (summary[0]["concurrency"], summary[0]["size"])
+    kinds = ["postfix daemons and rest", "master", "holder", "systemd (PID 1)", "journald"]
+    rows = []
+    for s in summary:
+        if (s["concurrency"], s["size"]) != first:
+            continue
+        for role, part in s.get("cpu_breakdown", {}).items():
+            starts = s.get("unit_starts", {}).get(role)
+            rows.append([f"{s['target']}: {names[s['target']]}", role] +
+                        [f"{part[k]:.2f}" if k in part else "–" for k in kinds] + ["–" if starts is None else f"{starts:.0f}"])
+    head = f"CPU ms per message by process, {first[1] // 1024} kB at concurrency {first[0]} (medians)"
+    return head + "\n" + table(["configuration", "host", *kinds, "unit starts per round"], rows)
 
 
 def render_ratios(items: list[dict[str, Any]]) -> str:

@@ -125,4 +125,15 @@ case $rc in
   10) say "podman: wrote runtime=runc and default_ulimits into $conf" ;;
   *) exit 1 ;;
 esac
+# Each systemd container takes ~10 inotify instances; the kernel default of 128 runs out with a
+# dozen lab containers ("Too many open files" in units).
+want_inotify=1024
+if [[ $(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0) -lt $want_inotify ]]; then
+  if sysctl -qw fs.inotify.max_user_instances=$want_inotify 2>/dev/null; then
+    echo "fs.inotify.max_user_instances = $want_inotify" > /etc/sysctl.d/60-mailfleet-lab.conf
+    say "kernel: raised fs.inotify.max_user_instances to $want_inotify"
+  else
+    say "kernel: could not raise fs.inotify.max_user_instances (large labs may hit 'Too many open files')"
+  fi
+fi
 say "done"
