@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ._chroot_sync import QUEUE_SUBDIRS, JailError
 from ._chroot_sync import safe_jail_path as _safe_jail_path
-from ._mastercf import Entry, MasterCf, MasterCfError, render_entry
+from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, active_entries
 
 # Built-in defaults (postconf -d, Postfix 3.7) of every parameter read here.
 DEFAULTS: dict[str, str] = {
@@ -409,34 +409,12 @@ def daemon_of(entry: Entry) -> str:
     return posixpath.basename(entry.parsed.fields["command"])
 
 
-EntryLike = Union[Entry, Mapping[str, Any]]
 MasterLike = Union[str, MasterCf, Iterable[EntryLike]]
 
 
 def as_entries(items: MasterLike, *, path: str = "master.cf") -> list[Entry]:
     """Active entries from master.cf text, a parsed document, or master_cf_parse dicts."""
-    if isinstance(items, str):
-        return MasterCf.parse(items, path=path).entries(enabled=True)
-    if isinstance(items, MasterCf):
-        return items.entries(enabled=True)
-    out: list[Entry] = []
-    for item in items:
-        if isinstance(item, Entry):
-            if item.enabled:
-                out.append(item)
-            continue
-        if not isinstance(item, Mapping):
-            raise ChrootPlanError(f"expected a master.cf entry (mapping), got {type(item).__name__}")
-        if item.get("kind", "entry") != "entry" or item.get("enabled") is False:
-            continue
-        text = item.get("raw") or render_entry(item)
-        found = MasterCf.parse(str(text), path=path).entries(enabled=True)
-        if len(found) != 1:
-            raise ChrootPlanError(f"entry text '{str(text).strip()}' is not exactly one active entry")
-        found[0].first_line = int(item.get("line") or 1)
-        found[0]._invalidate()
-        out.append(found[0])
-    return out
+    return active_entries(items, path=path, error=ChrootPlanError)
 
 
 # --------------------------------------------------------------------------- planning

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
 BOOL_VALUES = ("y", "n", "-")
@@ -923,3 +923,42 @@ def _option_value(value: Any, name: str, *, path: str) -> Optional[str]:
             f"option '{name}' value '{text}' has a newline or unbalanced braces", path=path, field_name="options"
         )
     return text.strip(_SPACE)
+
+
+EntryLike = Union[Entry, Mapping[str, Any]]
+
+
+def active_entries(
+    items: Union[str, MasterCf, Iterable[Any]],  # Any: filter input is checked at run time
+    *,
+    path: str = "master.cf",
+    error: Optional[Callable[[str], Exception]] = None,
+) -> list[Entry]:
+    """Active entries from master.cf text, a parsed document, or master_cf_parse dicts.
+
+    ``error`` builds the exception for input of the wrong shape (default: MasterCfError).
+    """
+    if isinstance(items, str):
+        return MasterCf.parse(items, path=path).entries(enabled=True)
+    if isinstance(items, MasterCf):
+        return items.entries(enabled=True)
+    out: list[Entry] = []
+    for item in items:
+        if isinstance(item, Entry):
+            if item.enabled:
+                out.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            message = f"expected a master.cf entry (mapping), got {type(item).__name__}"
+            raise error(message) if error else MasterCfError(message, path=path)
+        if item.get("kind", "entry") != "entry" or item.get("enabled") is False:
+            continue
+        text = str(item.get("raw") or render_entry(item))
+        found = MasterCf.parse(text, path=path).entries(enabled=True)
+        if len(found) != 1:
+            message = f"entry text '{text.strip()}' is not exactly one active entry"
+            raise error(message) if error else MasterCfError(message, path=path, line=item.get("line"))
+        found[0].first_line = int(item.get("line") or 1)
+        found[0]._invalidate()
+        out.append(found[0])
+    return out

@@ -35,7 +35,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from . import _sandbox
-from ._mastercf import Entry, MasterCf, MasterCfError, _extpar, render_entry
+from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, _extpar, active_entries
 from ._sandbox import Record
 
 ACCEPT = "accept"
@@ -681,36 +681,9 @@ def _env(instance: Instance) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- the mapping
 
 
-EntryLike = Union[Entry, Mapping[str, Any]]
-
-
 def as_entries(items: Union[str, MasterCf, Iterable[EntryLike]], *, path: str = "master.cf") -> list[Entry]:
     """Active entries from master.cf text, a parsed document, or master_cf_parse dicts."""
-    if isinstance(items, str):
-        return MasterCf.parse(items, path=path).entries(enabled=True)
-    if isinstance(items, MasterCf):
-        return items.entries(enabled=True)
-    out: list[Entry] = []
-    for item in items:
-        if isinstance(item, Entry):
-            if item.enabled:
-                out.append(item)
-            continue
-        if not isinstance(item, Mapping):
-            raise MasterCfError(f"expected a master.cf entry (mapping), got {type(item).__name__}", path=path)
-        if item.get("kind", "entry") != "entry" or item.get("enabled") is False:
-            continue
-        text = item.get("raw") or render_entry(item)
-        doc = MasterCf.parse(text, path=path)
-        found = doc.entries(enabled=True)
-        if len(found) != 1:
-            raise MasterCfError(f"entry text '{text.strip()}' is not exactly one active entry", path=path,
-                                line=item.get("line"))
-        entry = found[0]
-        entry.first_line = int(item.get("line") or 1)
-        entry._invalidate()
-        out.append(entry)
-    return out
+    return active_entries(items, path=path)
 
 
 def build_units(
