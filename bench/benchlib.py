@@ -218,12 +218,9 @@ def playbook(inventory: Path, book: Path, log: Path, *extra: str) -> dict[str, A
 
 
 def site_playbook() -> Path:
-    """The role-based site playbook (site_roles.yml while it is being built, then site.yml)."""
+    """The site playbook, or BENCH_SITE."""
     override = os.environ.get("BENCH_SITE")
-    if override:
-        return Path(override).resolve()
-    roles = ROOT / "playbooks" / "site_roles.yml"
-    return roles if roles.exists() else ROOT / "playbooks" / "site.yml"
+    return Path(override).resolve() if override else ROOT / "playbooks" / "site.yml"
 
 
 # -- journals -----------------------------------------------------------------------------------

@@ -31,20 +31,18 @@ INVENTORY_VARS: dict[str, Any] = {
     "postfix_delivery_users": [USER],
     "postfix_delivery_mailbox": "maildir",
     "postfix_probe_recipient": f"{USER}@{DOMAIN}",
-    # The interim playbooks/site.yml reads these instead.
-    "lab_domain": DOMAIN,
-    "site_mail_users": [USER],
-    # Nothing ever leaves the bench fleet.
-    "site_default_transport": f"error:5.7.1 this bench fleet delivers only to {DOMAIN}",
 }
+# Nothing ever leaves the bench fleet.
+NO_OUTSIDE = {"default_transport": f"error:5.7.1 this bench fleet delivers only to {DOMAIN}"}
 
 
 def inventory_vars() -> dict[str, Any]:
     """INVENTORY_VARS plus the edge settings in BENCH_EDGE_MAIN_CF / BENCH_EDGE_MASTER_CF (JSON)."""
-    extra = dict(INVENTORY_VARS)
+    extra = {**INVENTORY_VARS, "postfix_edge_main_cf": dict(NO_OUTSIDE), "postfix_delivery_main_cf": dict(NO_OUTSIDE)}
     for env, var in (("BENCH_EDGE_MAIN_CF", "postfix_edge_main_cf"), ("BENCH_EDGE_MASTER_CF", "postfix_edge_master_cf")):
         if os.environ.get(env, "").strip():
-            extra[var] = json.loads(os.environ[env])
+            value = json.loads(os.environ[env])
+            extra[var] = {**extra[var], **value} if isinstance(value, dict) else value
     return extra
 
 

@@ -153,8 +153,12 @@ ansible_ssh_private_key_file=$key
 ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'
 ansible_python_interpreter=/usr/bin/python3
 lab_domain=$domain
+postfix_edge_domains=["$domain"]
+postfix_delivery_users=["alice"]
+postfix_probe_recipient=alice@$domain
 # The lab never sends mail to the outside world.
-site_default_transport='error:5.7.1 this lab delivers only to $domain'
+postfix_edge_main_cf={"default_transport": "error:5.7.1 this lab delivers only to $domain"}
+postfix_delivery_main_cf={"default_transport": "error:5.7.1 this lab delivers only to $domain"}
 EOF
   } >"$inventory.tmp"
   mv "$inventory.tmp" "$inventory"

@@ -25,7 +25,18 @@ HOST_PROBE = (
     " if systemd-run --wait -q --collect -p ProtectSystem=strict touch $f 2>/dev/null;"
     " then rm -f $f; echo NOT-enforced; else echo enforced; fi;"
     " echo '--';"
-    " postconf -M 2>/dev/null | wc -l"
+    " postconf -M 2>/dev/null | wc -l;"
+    " echo '--';"
+    # Per instance: how it runs (a master-less instance has an active postfix-NAME.target) and
+    # what it does with mail.
+    " postmulti -l 2>/dev/null | while read -r name _ _ dir; do"
+    "   short=${name#postfix-}; [ \"$name\" = - ] && short=default;"
+    "   if systemctl is-active -q \"postfix-$short.target\"; then mode=master-less;"
+    "   elif postfix -c \"$dir\" status >/dev/null 2>&1; then mode=master; else mode=stopped; fi;"
+    "   set -- $(postconf -c \"$dir\" -x -h relay_domains relay_transport mydestination inet_interfaces"
+    "     | sed 's/[ ,]\\+/,/g; s/^$/-/');"
+    "   echo \"$name|$mode|$1|$2|$3|$4\";"
+    " done"
 )
 COLUMNS = "  {:<10} {:<9} {:<13} {:<8} {:<7} {:<11} {:<11} {}"
 
@@ -48,14 +59,35 @@ def lab_hosts() -> list[dict[str, str]]:
 
 def host_details(container: str) -> list[str]:
     """Return postfix, ssh and sandbox states, master.cf service count and instances for one host."""
-    parts = podman("exec", container, "sh", "-c", HOST_PROBE).split("--") + ["", "", ""]
+    parts = podman("exec", container, "sh", "-c", HOST_PROBE).split("--\n") + ["", "", "", ""]
     instances = []
     for line in parts[0].strip().splitlines():
         name, enabled, config_dir = (line.split() + ["", "", ""])[:3]
         label = "default" if name == "-" else name
         instances.append(f"{label} {config_dir}{'' if enabled in ('y', '-') else ' (disabled)'}")
     states = (parts[1].split() + ["?", "?", "?"])[:3]
-    return [*states, parts[2].strip() or "?", ", ".join(instances) or "none"]
+    return [*states, parts[2].strip() or "?", ", ".join(instances) or "none", parts[3]]
+
+
+def topology_lines(hosts: list[dict[str, str]], details: dict[str, list[str]]) -> list[str]:
+    """Where mail flows: the groups in order, then what each managed instance does with mail."""
+    by_group: dict[str, list[str]] = {}
+    for host in hosts:
+        by_group.setdefault(host["group"], []).append(host["name"])
+    tiers = [", ".join(by_group[g]) for g in ("client", "edge", "delivery") if g in by_group]
+    lines = ["topology: " + " -> ".join(tiers)] if tiers else []
+    for host in hosts:
+        if host["group"] not in ("edge", "delivery"):
+            continue
+        for row in details.get(host["name"], ["", "", "", "", "", ""])[5].strip().splitlines():
+            name, mode, relay_domains, relay_transport, mydestination, interfaces = (row.split("|") + ["-"] * 6)[:6]
+            label = "default" if name == "-" else name
+            if relay_domains != "-":
+                role = f"relays {relay_domains} via {relay_transport}"
+            else:
+                role = f"delivers locally for {mydestination}"
+            lines.append(f"  {host['name']:<10} {label:<14} {mode:<11} listens on {interfaces}; {role}")
+    return lines
 
 
 def load(path: str) -> dict[str, Any] | None:
@@ -117,10 +149,12 @@ def main() -> int:
     print(f"\n== mailfleet lab: {'READY' if ok else 'NOT READY'}{took} (fleet {args.fleet}{image})")
     print(COLUMNS.format("host", "group", "address", "postfix", "ssh", "sandboxing", "master.cf", "instances"))
     hosts = lab_hosts()
+    details: dict[str, list[str]] = {}
     for host in hosts:
-        details = host_details(host["container"]) if host["state"] == "running" else [host["state"], "-", "-", "-", "-"]
-        print(COLUMNS.format(host["name"], host["group"], host["ip"], *details[:3], f"{details[3]} entries", details[4]))
-    lines = playbook_lines("site", site, args.state)
+        row = host_details(host["container"]) if host["state"] == "running" else [host["state"], "-", "-", "-", "-", ""]
+        details[host["name"]] = row
+        print(COLUMNS.format(host["name"], host["group"], host["ip"], *row[:3], f"{row[3]} entries", row[4]))
+    lines = topology_lines(hosts, details) + playbook_lines("site", site, args.state)
     if site_ok:
         lines += playbook_lines("probe", probe, args.state) + probe_lines(probe)
     else:

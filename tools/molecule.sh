@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run molecule scenarios one at a time (molecule test -s NAME), stop at the first failure and
-# print timings. Usage: tools/molecule.sh [SCENARIO...]   (default: every scenario, tools/scenarios.sh)
+# print timings. Usage: tools/molecule.sh [SCENARIO[:ORCHESTRATOR]...]
+# (default: every scenario, tools/scenarios.sh). fleet:master runs the fleet scenario with
+# MAILFLEET_ORCHESTRATOR=master (postfix_orchestrator of its hosts).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +22,8 @@ scenarios=("$@")
 ((${#scenarios[@]})) || mapfile -t scenarios < <(tools/scenarios.sh)
 ((${#scenarios[@]})) || die "no scenarios found under molecule/"
 for s in "${scenarios[@]}"; do
-  [[ -f molecule/$s/molecule.yml ]] || die "no scenario '$s' (molecule/$s/molecule.yml missing)"
+  [[ -f molecule/${s%%:*}/molecule.yml ]] || die "no scenario '${s%%:*}' (molecule/${s%%:*}/molecule.yml missing)"
+  case $s in *:*) [[ ${s#*:} == master || ${s#*:} == systemd ]] || die "'$s': the orchestrator after ':' is master or systemd" ;; esac
 done
 
 if [[ -z ${ANSIBLE_COLLECTIONS_PATH:-} ]]; then
@@ -49,7 +52,11 @@ for s in "${scenarios[@]}"; do
   t=$SECONDS
   rc=0
   # 9>&-: containers outlive molecule's processes and must not hold the lock.
-  molecule --base-config "$base" test --scenario-name "$s" 9>&- || rc=$?
+  if [[ $s == *:* ]]; then
+    MAILFLEET_ORCHESTRATOR=${s#*:} molecule --base-config "$base" test --scenario-name "${s%%:*}" 9>&- || rc=$?
+  else
+    molecule --base-config "$base" test --scenario-name "$s" 9>&- || rc=$?
+  fi
   results+=("$(printf '%-12s %-6s %4ds' "$s" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" "$((SECONDS - t))")")
   ((rc == 0)) || break
 done

@@ -269,7 +269,9 @@ class Holder:
         """Master's locks, the flow FIFO (kept open so tokens survive idle periods), fresh stamps."""
         self.locks.append(self._master_lock(os.path.join(self.queue_directory, "pid", "master.pid"), pid=True))
         if self.data_directory:
-            self.locks.append(self._master_lock(os.path.join(self.data_directory, "master.lock"), pid=True))
+            # master.c opens it as mail_owner: a root-owned one would stop a later switch to master(8).
+            self.locks.append(self._master_lock(os.path.join(self.data_directory, "master.lock"), pid=True,
+                                                owner=(self.uid, self.gid)))
         try:
             st = os.lstat(self.flow)
             if not stat.S_ISFIFO(st.st_mode):
@@ -286,11 +288,13 @@ class Holder:
         self.sel.register(self.listener, self.event_read, ("accept", None))
 
     @staticmethod
-    def _master_lock(path: str, *, pid: bool) -> int:
+    def _master_lock(path: str, *, pid: bool, owner: tuple[int, int] | None = None) -> int:
         """open_lock() as master.c does it (flock on Linux); master -t then reports 'running'."""
         import fcntl
 
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        if owner and os.geteuid() == 0:
+            os.fchown(fd, *owner)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -272,6 +272,18 @@ def test_master_locks_make_postfix_see_a_running_system(env: Env) -> None:
         os.close(fd)
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="chown needs root")
+def test_data_lock_belongs_to_the_mail_owner(tmp_path: Path) -> None:
+    # A root-owned master.lock would make a later master(8), which opens it as mail_owner, fail.
+    lock = tmp_path / "master.lock"
+    lock.touch()
+    fd = _bridge.Holder._master_lock(str(lock), pid=True, owner=(65534, 65534))
+    try:
+        assert (lock.stat().st_uid, lock.stat().st_gid) == (65534, 65534)
+    finally:
+        os.close(fd)
+
+
 def test_second_holder_refuses_while_locks_are_held(env: Env) -> None:
     owner, group = me()
     proc = subprocess.run(
