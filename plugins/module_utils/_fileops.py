@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Sequence
 
 from ._maincf import MainCf, MainCfError, Parameter
+from ._mastercf import MasterCf, MasterCfError
 
 CONFIG_FILES = ("main.cf", "master.cf")
 _SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -110,6 +111,40 @@ class Outcome:
     backups: dict[str, str] = field(default_factory=dict)  # path -> backup path
     checks: list[str] = field(default_factory=list)  # validations run or skipped, and why
     warnings: list[str] = field(default_factory=list)  # Postfix warnings that did not refuse the change
+
+
+# --------------------------------------------------------------------------- programs
+
+
+def check_programs(config_dir: str, text: str, keys: Sequence[str], *, path: str,
+                   tools: Optional[Tools] = None) -> str:
+    """Refuse changed entries whose command is no program in daemon_directory.
+
+    Neither postconf nor postfix check looks at the command column: master(8) would fail at
+    every spawn, and the master-less mapping refuses the entry after master.cf was written.
+    keys are "service/type" strings; returns the check line for the module's result.
+    """
+    postconf = (tools or Tools.discover()).postconf
+    if not postconf or not keys:
+        return "daemon_directory programs: skipped (no postconf)" if keys else ""
+    proc = subprocess.run([postconf, "-c", config_dir, "-h", "daemon_directory"], capture_output=True, text=True,
+                          check=False, env={**os.environ, "LC_ALL": "C"})
+    daemon_directory = proc.stdout.strip()
+    if proc.returncode != 0 or not daemon_directory:
+        return "daemon_directory programs: skipped (postconf could not tell daemon_directory)"
+    doc = MasterCf.parse(text, path=path)
+    for key in keys:
+        service, _sep, kind = key.rpartition("/")
+        entry = doc.find(service, kind)
+        if entry is None:
+            continue
+        command = entry.parsed.fields["command"]
+        program = command if command.startswith("/") else os.path.join(daemon_directory, command)
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            raise MasterCfError(f"field 'command' is '{command}', but {program} is no program: master(8) could not "
+                                "start this service", path=path, line=entry.first_line, field_name="command",
+                                value=command)
+    return f"daemon_directory programs: {daemon_directory} has the command of every changed entry"
 
 
 # --------------------------------------------------------------------------- reading

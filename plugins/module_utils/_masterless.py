@@ -113,6 +113,66 @@ def write_file(host: Host, file: File) -> None:
     os.chmod(file.path, file.mode)
 
 
+# --------------------------------------------------------------------------- postfix start
+
+# postfix(1) runs $daemon_directory/postfix-script for every single-instance command (postfix.c;
+# multi_instance_wrapper only sees commands without -c). Its `start` would start master(8), so while
+# any instance runs master-less, dpkg-divert moves Postfix's script aside and this one routes
+# `start` for those instances to their target; every other command is Postfix's own script.
+SCRIPT_NAME = "postfix-script"
+DIVERTED_SUFFIX = ".distrib"
+SCRIPT_WRAPPER = """#!/bin/sh
+# Installed by mailfleet.postfix (systemd_units) with dpkg-divert; Postfix's own script is
+# {real}. For an instance that runs without master(8), "postfix start"
+# starts its systemd target instead of a master. Everything else is Postfix's own script.
+case "$1" in
+start|start-fg)
+    for conf in {conf_dir}/*.conf; do
+        [ -f "$conf" ] || continue
+        grep -qx "config_directory = ${{MAIL_CONFIG:-/etc/postfix}}" "$conf" || continue
+        name=$(basename "$conf" .conf)
+        if [ "$1" = start-fg ]; then
+            echo "postfix/postfix-script: fatal: this instance runs without master(8): use systemctl start postfix-$name.target" >&2
+            exit 1
+        fi
+        echo "postfix/postfix-script: starting the Postfix mail system without master(8): postfix-$name.target" >&2
+        exec systemctl start "postfix-$name.target"
+    done
+    ;;
+esac
+exec {real} "$@"
+"""
+
+
+def script_wrapper(daemon_directory: str, conf_dir: str) -> File:
+    path = os.path.join(daemon_directory, SCRIPT_NAME)
+    return File(path, SCRIPT_WRAPPER.format(real=path + DIVERTED_SUFFIX, conf_dir=conf_dir), mode=0o755)
+
+
+def diverted(run: Runner, path: str) -> bool:
+    code, out, _unused = run(["dpkg-divert", "--list", path])
+    return code == 0 and path + DIVERTED_SUFFIX in out
+
+
+def divert_script(run: Runner, host: Host, wrapper: File) -> None:
+    """Move Postfix's script aside (package upgrades then update it there) and install the wrapper."""
+    if not diverted(run, wrapper.path):
+        code, out, err = run(["dpkg-divert", "--local", "--rename", "--divert", wrapper.path + DIVERTED_SUFFIX,
+                              "--add", wrapper.path])
+        if code != 0:
+            raise MasterlessError(f"dpkg-divert {wrapper.path} failed: {(err or out).strip()}")
+    write_file(host, wrapper)
+
+
+def undivert_script(run: Runner, path: str) -> None:
+    """Postfix's own script back in place."""
+    if os.path.exists(path + DIVERTED_SUFFIX) and os.path.exists(path):
+        os.unlink(path)
+    code, out, err = run(["dpkg-divert", "--local", "--rename", "--remove", path])
+    if code != 0:
+        raise MasterlessError(f"dpkg-divert --remove {path} failed: {(err or out).strip()}")
+
+
 # --------------------------------------------------------------------------- what runs now
 
 

@@ -18,7 +18,8 @@ description:
   - Give one entry with the top-level options, or many with O(entries). Either way the whole result is
     validated once and written once.
   - Before anything is written the result is validated. The module checks every field itself (errors name
-    the line, the field and the allowed values). Where Postfix is installed, it also writes the result
+    the line, the field and the allowed values), and that the command of every changed entry is a program in
+    C(daemon_directory). Where Postfix is installed, it also writes the result
     into a temporary copy of O(config_dir) and lets Postfix check it there with C(postconf -M) and, when
     running as root, C(postfix check). A configuration that Postfix refuses, or that makes Postfix warn
     about master.cf where it did not before, is not written, and Postfix's message is returned.
@@ -269,6 +270,7 @@ checks:
   sample:
     - "postconf -c /etc/postfix -M: Postfix parsed the staged master.cf"
     - "postfix -c /etc/postfix check: passed on the staged copy"
+    - "daemon_directory programs: /usr/lib/postfix/sbin has the command of every changed entry"
 msg:
   description: A one-line summary.
   returned: always
@@ -284,6 +286,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils._fileops import (  # noqa: E402
     FileOpsError,
+    check_programs,
     read_config,
     write_config,
 )
@@ -360,6 +363,7 @@ def main() -> None:
     try:
         before = read_config(config_dir, "master.cf")
         after, changed = edit(before, specs, path=path)
+        program_check = check_programs(config_dir, after, changed, path=path)
         outcome = write_config(
             module, config_dir=config_dir, contents={"master.cf": after},
             backup=params["backup"], check_mode=module.check_mode,
@@ -375,7 +379,7 @@ def main() -> None:
         "msg": f"{path}: {verb} {', '.join(changed)}" if changed else f"{path}: no change needed",
     }
     if changed:
-        result["checks"] = outcome.checks
+        result["checks"] = outcome.checks + [program_check]
     if outcome.backups:
         result["backup_file"] = outcome.backups[path]
     if module._diff:

@@ -27,7 +27,11 @@ description:
     outranks C(/etc/systemd/system), so no package upgrade or C(systemctl unmask) brings a master back. The
     instance's status holder takes master's own locks, so C(postfix status), C(postfix reload) (regenerate the
     units, then retire running daemons gracefully) and C(postfix stop) act on the master-less instance, and
-    C(postfix start) reports it as running instead of starting a master beside it.
+    C(postfix start) reports it as running instead of starting a master beside it. On a stopped instance,
+    C(postfix start) starts its target: Postfix's C(postfix-script) is moved aside with C(dpkg-divert) while
+    any instance runs master-less, and a small router in its place sends C(start) of those instances to
+    systemd and everything else to Postfix's own script. The diversion is removed when the last instance is
+    switched back to V(master).
   - Switching modes stops one side completely (no master and no daemon of the instance left), then starts the
     other and verifies it. The queue stays on disk, so queued mail is delivered by the side that runs next.
   - Units that are no longer generated (an entry removed from master.cf) are stopped. Changed units take
@@ -175,6 +179,7 @@ services:
 """
 
 import os  # noqa: E402
+import shutil  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -210,7 +215,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     if p["python"] != "/usr/bin/python3":
         conf["python"] = p["python"]
     try:
-        facts = _generator.postconf_facts(config_dir, ("multi_instance_name", "queue_directory", "command_directory"))
+        facts = _generator.postconf_facts(config_dir, ("multi_instance_name", "queue_directory", "command_directory",
+                                                         "daemon_directory"))
         probe = _units.Instance.from_params(facts)
         name = probe.short_name
     except (_generator.GeneratorError, MasterCfError) as exc:
@@ -295,6 +301,7 @@ class _Context:
             self.act(f"write {saved.path}", _masterless.write_file, self.module, saved)
         if changed_files or units_changed:
             self.act("systemctl daemon-reload", _masterless.systemctl, self.run, "daemon-reload")
+        self._route_postfix_start()
         running_master = _masterless.master_pid(q) is not None or any(
             _masterless.active(self.run, u) for u in self.master_units)
         target, holder = self.inst.target, self.inst.holder
@@ -317,6 +324,25 @@ class _Context:
                      queue_directory=q, timeout=self.timeout)
         elif units_changed:
             self._apply_changes()
+
+    def _route_postfix_start(self) -> None:
+        wrapper = _masterless.script_wrapper(self.inst.daemon_directory, _generator.CONF_DIR)
+        if not shutil.which("dpkg-divert"):
+            self.module.warn(f"postfix start would start master(8) for a stopped {self.inst.target}: this host has "
+                             "no dpkg-divert to route it (use systemctl start)")
+            return
+        if wrapper.differs() or not _masterless.diverted(self.run, wrapper.path):
+            self.act(f"divert {wrapper.path} (postfix start starts the target)", _masterless.divert_script,
+                     self.run, self.module, wrapper)
+
+    def _restore_postfix_start(self, this_conf: str) -> None:
+        """Postfix's own postfix-script back once no instance runs master-less."""
+        path = os.path.join(self.inst.daemon_directory, _masterless.SCRIPT_NAME)
+        conf_dir = _generator.CONF_DIR
+        others = [n for n in os.listdir(conf_dir) if n.endswith(".conf") and n != this_conf] if os.path.isdir(
+            conf_dir) else []
+        if not others and shutil.which("dpkg-divert") and _masterless.diverted(self.run, path):
+            self.act(f"restore {path}", _masterless.undivert_script, self.run, path)
 
     def _apply_changes(self) -> None:
         changes = self.out["units_changed"]
@@ -345,6 +371,7 @@ class _Context:
             if os.path.exists(state_path):
                 self.act(f"remove {state_path}", os.unlink, state_path)
             self.act("systemctl daemon-reload", _masterless.systemctl, self.run, "daemon-reload")
+        self._restore_postfix_start(os.path.basename(conf_path))
         if self.state == "started" and _masterless.master_pid(q) is None:
             self.act("start master(8)", _masterless.start_master, self.run, queue_directory=q,
                      config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)

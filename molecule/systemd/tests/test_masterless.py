@@ -250,7 +250,10 @@ def test_postfix_stop_stops_the_instance(mail: Any) -> None:
     wait_for(lambda: not mail.service(TARGET).is_running, "the target to stop", timeout=60)
     wait_for(lambda: mail.run("pgrep -u postfix -x qmgr").rc != 0, "qmgr to exit", timeout=60)
     assert mail.run("postfix status").rc != 0
-    assert mail.run(f"systemctl start {TARGET}").rc == 0
+    # postfix start on the stopped instance starts its target, not a master (no_master checks after).
+    start = mail.run("postfix start")
+    assert start.rc == 0, start.stderr
+    assert mail.service(TARGET).is_running
     wait_for(lambda: mail.run("postfix status").rc == 0, "the instance to run again")
     subject = f"after-stop-{token()}"
     assert swaks(mail, "root@localhost", subject).rc == 0
@@ -258,6 +261,8 @@ def test_postfix_stop_stops_the_instance(mail: Any) -> None:
 
 
 def test_package_reinstall_starts_no_master(mail: Any) -> None:
+    # dpkg keeps the diversion: the package's postfix-script goes aside, the router stays.
+    diversion = mail.run("dpkg-divert --list /usr/lib/postfix/sbin/postfix-script").stdout
     update = mail.run("apt-get update -qq")
     if update.rc != 0:
         pytest.skip(f"no Debian mirror reachable: {update.stderr.strip()}")
@@ -266,6 +271,9 @@ def test_package_reinstall_starts_no_master(mail: Any) -> None:
     time.sleep(3)
     assert mail.run("pgrep -x master").stdout == ""
     assert mail.service(TARGET).is_running
+    assert "postfix-script.distrib" in diversion
+    assert "mailfleet" in mail.file("/usr/lib/postfix/sbin/postfix-script").content_string
+    assert mail.file("/usr/lib/postfix/sbin/postfix-script.distrib").exists
     subject = f"after-reinstall-{token()}"
     assert swaks(mail, "root@localhost", subject).rc == 0
     wait_for(in_mailbox(mail, "root", subject), "delivery after the package reinstall")
@@ -321,6 +329,9 @@ def test_switch_to_master_delivers_the_queue(mail: Any) -> None:
     mail.run("postqueue -f")
     for subject in subjects:
         wait_for(in_mailbox(mail, "root", subject), f"{subject} delivered by master")
+    # No instance is master-less any more: Postfix's own postfix-script is back in place.
+    assert mail.run("dpkg-divert --list /usr/lib/postfix/sbin/postfix-script").stdout.strip() == ""
+    assert "mailfleet" not in mail.file("/usr/lib/postfix/sbin/postfix-script").content_string
 
 
 @pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import (
     _bridge,
@@ -71,3 +72,59 @@ def test_stale_units_are_loaded_but_not_found() -> None:
            "postfix-default-smtp-inet.socket loaded active listening smtp\n"
            "postfix-default-gone@1.service not-found inactive dead gone\n")
     assert _masterless.stale_units(lambda argv: (0, out, ""), "postfix-default") == ["postfix-default-old-unix.socket"]
+
+
+def _script_world(tmp_path: Path) -> tuple[_masterless.File, dict[str, str]]:
+    """The postfix-script wrapper over a fake Postfix script and a fake systemctl that log their argv."""
+    daemon_dir, conf_dir, bin_dir = tmp_path / "sbin", tmp_path / "instances", tmp_path / "bin"
+    for d in (daemon_dir, conf_dir, bin_dir):
+        d.mkdir()
+    (conf_dir / "edge.conf").write_text(_masterless.conf_text("/etc/postfix-edge", {}))
+    log = tmp_path / "calls"
+    for name, path in (("real", daemon_dir / "postfix-script.distrib"), ("systemctl", bin_dir / "systemctl")):
+        path.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        path.chmod(0o755)
+    wrapper = _masterless.script_wrapper(str(daemon_dir), str(conf_dir))
+    _masterless.write_file(FakeHost(tmp_path), wrapper)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}
+    return wrapper, env
+
+
+def test_postfix_start_of_a_masterless_instance_starts_its_target(tmp_path: Path) -> None:
+    import subprocess
+
+    wrapper, env = _script_world(tmp_path)
+    assert os.stat(wrapper.path).st_mode & 0o777 == 0o755
+    subprocess.run([wrapper.path, "start"], env={**env, "MAIL_CONFIG": "/etc/postfix-edge"}, check=True)
+    subprocess.run([wrapper.path, "start"], env={**env, "MAIL_CONFIG": "/etc/postfix"}, check=True)
+    subprocess.run([wrapper.path, "reload"], env={**env, "MAIL_CONFIG": "/etc/postfix-edge"}, check=True)
+    fg = subprocess.run([wrapper.path, "start-fg"], env={**env, "MAIL_CONFIG": "/etc/postfix-edge"}, check=False,
+                        capture_output=True, text=True)
+    assert fg.returncode == 1 and "systemctl start postfix-edge.target" in fg.stderr
+    assert Path(env["LOG"]).read_text().splitlines() == [
+        "systemctl start postfix-edge.target",  # master-less: its target, never master(8)
+        "real start",  # any other instance: Postfix's own script
+        "real reload",
+    ]
+
+
+def test_postfix_script_is_diverted_once(tmp_path: Path) -> None:
+    wrapper, _env = _script_world(tmp_path)
+    calls: list[list[str]] = []
+    listed = {"out": ""}
+
+    def run(args: Sequence[str]) -> tuple[int, str, str]:
+        argv = list(args)
+        calls.append(argv)
+        if "--list" in argv:
+            return 0, listed["out"], ""
+        listed["out"] = f"local diversion of {wrapper.path} to {wrapper.path}.distrib\n"
+        return 0, "", ""
+
+    _masterless.divert_script(run, FakeHost(tmp_path), wrapper)
+    _masterless.divert_script(run, FakeHost(tmp_path), wrapper)
+    adds = [c for c in calls if "--add" in c]
+    assert adds == [["dpkg-divert", "--local", "--rename", "--divert", wrapper.path + ".distrib", "--add", wrapper.path]]
+    _masterless.undivert_script(run, wrapper.path)
+    assert not os.path.exists(wrapper.path)  # dpkg-divert --rename then moves Postfix's script back
+    assert calls[-1] == ["dpkg-divert", "--local", "--rename", "--remove", wrapper.path]

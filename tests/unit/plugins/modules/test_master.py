@@ -212,6 +212,18 @@ def test_postfix_refusal_is_returned(conf: ConfigDir, tmp_path: Path) -> None:
     assert f"{conf.master}: unused parameter: mailfleet_no_such_parameter=1" in msg
 
 
+@needs_postfix
+def test_unknown_daemon_is_refused_and_nothing_written(conf: ConfigDir, tmp_path: Path) -> None:
+    before = conf.snapshot()
+    for check in (True, False):
+        result = run_module("master", {"config_dir": str(conf.path), "service": "broken", "type": "unix",
+                                       "command": "mailfleet-no-such-daemon"}, tmp=tmp_path, check=check)
+        assert result.get("failed"), result
+        assert "field 'command' is 'mailfleet-no-such-daemon'" in result["msg"]
+        assert "mailfleet-no-such-daemon is no program" in result["msg"]
+        assert conf.snapshot() == before
+
+
 @needs_postfix_check
 def test_postfix_check_failure_is_returned(conf: ConfigDir, tmp_path: Path) -> None:
     conf.main.write_text(conf.main.read_text() + "maillog_file = /var/log/mailfleet-test.log\n")
@@ -228,6 +240,7 @@ def test_checks_are_reported(conf: ConfigDir, tmp_path: Path) -> None:
     assert result["checks"] == [
         f"postconf -c {conf.path} -M: Postfix parsed the staged master.cf",
         f"postfix -c {conf.path} check: passed on the staged copy",
+        "daemon_directory programs: /usr/lib/postfix/sbin has the command of every changed entry",
     ]
     assert not warnings_of(result)
     assert os.listdir(conf.queue) == []
