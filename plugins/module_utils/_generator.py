@@ -223,15 +223,13 @@ def owner_access(paths: list[str], owner: str) -> tuple[list[str], bool]:
 
 def secret_paths(facts: dict[str, str], entries: Sequence[Entry], names: tuple[str, ...]) -> list[str]:
     """Files smtpd opens before it could drop privileges (main.cf and -o overrides)."""
-    import re
-
     values = [facts.get(n, "") for n in names]
     for entry in entries:
         if os.path.basename(entry.parsed.fields["command"]) == "smtpd":
             values += [v for k, v in entry.options.items() if k in names]
     out: list[str] = []
     for value in values:
-        for word in re.split(r"[\s,]+", value):
+        for word in value.replace(",", " ").split():
             if word.startswith("/") and "$" not in word and word not in out:
                 out.append(word)
     return out

@@ -13,9 +13,10 @@ same bytes; an edit rewrites only the physical lines of the entry it touches.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:  # annotations only: the systemd generator imports this module at every boot
+    from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
 BOOL_VALUES = ("y", "n", "-")
@@ -24,9 +25,10 @@ STATES = ("present", "absent", "disabled")
 # getopt(3) options of the server skeletons that take a value (src/master/*_server.c).
 _OPTS_WITH_VALUE = frozenset("imnorst")
 _SPACE = " \t\r\n"
-_WAKEUP_RE = re.compile(r"^(-|[0-9]+\??)$")
-_MAXPROC_RE = re.compile(r"^(-|[0-9]+)$")
-_PARAM_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Character classes of the field checks: str methods instead of re (its import costs start-up time).
+_DIGITS = "0123456789"
+_ALNUM = _DIGITS + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_PARAM_CHARS = _ALNUM + "_.-"
 # known_tcp_ports (Postfix >= 3.6): these names and numbers are one inet service.
 _PORT_ALIASES = {"smtp": "25", "submission": "587", "submissions": "465", "smtps": "465", "lmtp": "24"}
 # Column style of the stock master.cf: "smtp      inet  n       -       y       -       -       smtpd".
@@ -101,15 +103,53 @@ def _is_continuation(content: str) -> bool:
 # --------------------------------------------------------------------------- tokens
 
 
-@dataclass(frozen=True)
-class Token:
-    """A token of the logical line and where it sits (block-relative line, columns)."""
+class _Value:
+    """Field-wise == and repr like @dataclass, whose import costs the generator start-up time.
 
+    Unhashable (defining __eq__ sets __hash__ to None), as a mutable dataclass is.
+    """
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"
+
+
+class Token(_Value):
+    """A token of the logical line and where it sits (block-relative line, columns); immutable."""
+
+    __slots__ = _fields = ("text", "line", "start", "end", "spans_lines")
     text: str
     line: int
     start: int
     end: int
-    spans_lines: bool = False
+    spans_lines: bool
+
+    def __init__(self, text: str, line: int, start: int, end: int, spans_lines: bool = False) -> None:
+        init = object.__setattr__
+        init(self, "text", text)
+        init(self, "line", line)
+        init(self, "start", start)
+        init(self, "end", end)
+        init(self, "spans_lines", spans_lines)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field '{name}'")
+
+    def __hash__(self) -> int:
+        return hash(self._values())
 
 
 def _extpar(token: str) -> str:
@@ -169,8 +209,7 @@ class _Logical:
                 if idx == members[0]:
                     while col < len(content) and content[col] in " \t":
                         col += 1
-            for pos in range(col, len(content)):
-                self.origin.append((idx, pos))
+            self.origin += [(idx, pos) for pos in range(col, len(content))]
             self.text += content[col:]
 
     def token(self, start: int, end: int) -> Token:
@@ -205,22 +244,35 @@ class _Logical:
 # --------------------------------------------------------------------------- entries
 
 
-@dataclass
-class Option:
+class Option(_Value):
+    __slots__ = _fields = ("name", "value", "tokens")
     name: str
     value: str
     tokens: tuple[Token, ...]
 
+    def __init__(self, name: str, value: str, tokens: tuple[Token, ...]) -> None:
+        self.name = name
+        self.value = value
+        self.tokens = tokens
 
-@dataclass
-class ParsedEntry:
+
+class ParsedEntry(_Value):
     """Fields of one entry as master(8) reads them, plus token positions for edits."""
 
+    _fields = ("fields", "args", "options", "tokens", "option_section_end")
     fields: dict[str, str]
     args: list[str]  # argv after the command, braces stripped, without the -o overrides
     options: list[Option]
     tokens: list[Token]
     option_section_end: int  # index into tokens: first token after getopt options
+
+    def __init__(self, fields: dict[str, str], args: list[str], options: list[Option], tokens: list[Token],
+                 option_section_end: int) -> None:
+        self.fields = fields
+        self.args = args
+        self.options = options
+        self.tokens = tokens
+        self.option_section_end = option_section_end
 
 
 def _parse_tokens(tokens: list[Token], *, path: str, line: int) -> ParsedEntry:
@@ -540,11 +592,11 @@ def validate_fields(fields: Mapping[str, str], *, path: str = "master.cf", line:
             raise field_error(name, fields[name], "one of y, n, -", path=path, line=line)
     if kind == "inet" and fields["private"] != "n":
         raise field_error("private", fields["private"], "n (inet services cannot be private)", path=path, line=line)
-    if not _WAKEUP_RE.match(fields["wakeup"]):
+    if not _wakeup_ok(fields["wakeup"]):
         raise field_error(
             "wakeup", fields["wakeup"], "a number of seconds, optionally followed by '?', or '-'", path=path, line=line
         )
-    if not _MAXPROC_RE.match(fields["maxproc"]):
+    if not _maxproc_ok(fields["maxproc"]):
         raise field_error("maxproc", fields["maxproc"], "a number of processes (0 = no limit) or '-'", path=path, line=line)
     validate_service_name(fields["service"], kind, path=path, line=line)
     command = fields["command"]
@@ -552,16 +604,50 @@ def validate_fields(fields: Mapping[str, str], *, path: str = "master.cf", line:
         raise field_error("command", command, "a daemon name relative to daemon_directory", path=path, line=line)
 
 
-_INET_RE = re.compile(r"^(?:(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.-]+):)?([A-Za-z0-9_-]+)$")
+def _re_end(text: str) -> str:
+    """The text a regex anchored with '$' must match: '$' also matches before one final newline."""
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _all_in(text: str, chars: str) -> bool:
+    """re.fullmatch("[chars]+", text) without re."""
+    return text != "" and not text.strip(chars)
+
+
+def _wakeup_ok(value: str) -> bool:
+    r"""re.match(r"^(-|[0-9]+\??)$", value) without re."""
+    value = _re_end(value)
+    return value == "-" or _all_in(value[:-1] if value.endswith("?") else value, _DIGITS)
+
+
+def _maxproc_ok(value: str) -> bool:
+    r"""re.match(r"^(-|[0-9]+)$", value) without re."""
+    value = _re_end(value)
+    return value == "-" or _all_in(value, _DIGITS)
+
+
+def _inet_name_ok(name: str) -> bool:
+    r"""re.match(r"^(?:(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.-]+):)?([A-Za-z0-9_-]+)$", name) without re.
+
+    The port takes no ':', so the last ':' ends the host.
+    """
+    host, sep, port = _re_end(name).rpartition(":")
+    if not _all_in(port, _ALNUM + "_-"):
+        return False
+    if not sep:
+        return True
+    if host[:1] == "[" and host[-1:] == "]" and _all_in(host[1:-1], _ALNUM + ":.%"):
+        return True
+    return _all_in(host, _ALNUM + "_.-")
 
 
 def validate_service_name(name: str, kind: str, *, path: str = "master.cf", line: Optional[int] = None) -> None:
     if kind == "inet":
-        if not _INET_RE.match(name) or name.startswith(":"):
+        if not _inet_name_ok(name) or name.startswith(":"):
             raise field_error(
                 "service", name, "port, service name, host:port or [ipv6]:port for an inet service", path=path, line=line
             )
-    elif not re.match(r"^[A-Za-z0-9_.+/-]+$", name) or name.startswith("/") or ".." in name.split("/"):
+    elif not _all_in(_re_end(name), _ALNUM + "_.+/-") or name.startswith("/") or ".." in name.split("/"):
         raise field_error("service", name, f"a socket name below the queue directory for a {kind} service", path=path, line=line)
 
 
@@ -579,13 +665,19 @@ def canonical_key(fields: Mapping[str, str]) -> tuple[str, str]:
 # --------------------------------------------------------------------------- document
 
 
-@dataclass
-class MasterCf:
+class MasterCf(_Value):
     """A parsed master.cf: blocks in file order, rendering back the same bytes."""
 
-    blocks: list[Block] = field(default_factory=list)
-    path: str = "master.cf"
-    warnings: list[str] = field(default_factory=list)
+    _fields = ("blocks", "path", "warnings")
+    blocks: list[Block]
+    path: str
+    warnings: list[str]
+
+    def __init__(self, blocks: Optional[list[Block]] = None, path: str = "master.cf",
+                 warnings: Optional[list[str]] = None) -> None:
+        self.blocks = [] if blocks is None else blocks
+        self.path = path
+        self.warnings = [] if warnings is None else warnings
 
     @classmethod
     def parse(cls, text: str, *, path: str = "master.cf") -> MasterCf:
@@ -874,8 +966,8 @@ def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[
         value = spec.get(name)
         if value is not None and not isinstance(value, bool):
             value = str(value).strip()
-            regex = _WAKEUP_RE if name == "wakeup" else _MAXPROC_RE
-            if not regex.match(value):
+            valid = _wakeup_ok if name == "wakeup" else _maxproc_ok
+            if not valid(value):
                 expected = ("a number of seconds, optionally followed by '?', or '-'" if name == "wakeup"
                             else "a number of processes (0 = no limit) or '-'")
                 raise field_error(name, value, expected, path=path)
@@ -893,11 +985,13 @@ def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[
                 raise MasterCfError(f"argument '{arg}' contains a newline", path=path, field_name="args")
     options = spec.get("options")
     if options is not None:
+        from collections.abc import Mapping  # not at import: the generator never gets here
+
         if not isinstance(options, Mapping):
             raise MasterCfError("'options' must be a mapping of parameter name to value", path=path, field_name="options")
         want["options"] = {}
         for name, value in options.items():
-            if not _PARAM_RE.match(str(name)):
+            if not _all_in(_re_end(str(name)), _PARAM_CHARS):
                 raise MasterCfError(f"option name '{name}' is not a Postfix parameter name", path=path, field_name="options")
             want["options"][str(name)] = _option_value(value, str(name), path=path)
     want["purge_options"] = bool(spec.get("purge_options"))
@@ -925,7 +1019,17 @@ def _option_value(value: Any, name: str, *, path: str) -> Optional[str]:
     return text.strip(_SPACE)
 
 
-EntryLike = Union[Entry, Mapping[str, Any]]
+if TYPE_CHECKING:
+    EntryLike = Union[Entry, Mapping[str, Any]]
+
+
+def __getattr__(name: str) -> Any:
+    """EntryLike for modules that use it at run time, built on first use (typing costs start-up time)."""
+    if name == "EntryLike":
+        from typing import Any, Mapping, Union
+
+        return Union[Entry, Mapping[str, Any]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def active_entries(
@@ -948,6 +1052,8 @@ def active_entries(
             if item.enabled:
                 out.append(item)
             continue
+        from collections.abc import Mapping  # dicts from filters; the generator passes Entry objects
+
         if not isinstance(item, Mapping):
             message = f"expected a master.cf entry (mapping), got {type(item).__name__}"
             raise error(message) if error else MasterCfError(message, path=path)

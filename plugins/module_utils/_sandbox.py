@@ -33,7 +33,11 @@ filter, and keep /home writable; what they still get cannot break a delivery.
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Iterable, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:  # annotations only: the systemd generator imports this module at every boot
+    from typing import Any, Iterable, Optional
 
 
 class Record:

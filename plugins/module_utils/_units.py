@@ -31,12 +31,20 @@ out unless ``chroot=postfix`` (chroot is expressed as sandboxing, see
 from __future__ import annotations
 
 import posixpath
-import re
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from . import _sandbox
-from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, _extpar, active_entries
+from ._mastercf import _ALNUM, MasterCfError, _all_in, _extpar, active_entries
 from ._sandbox import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:  # annotations only: the systemd generator imports this module at every boot
+    from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+    from ._mastercf import Entry, EntryLike, MasterCf
+
+    Resolver = Callable[[str], list[str]]
+    PortResolver = Callable[[str], int]
 
 ACCEPT = "accept"
 POOL = "pool"
@@ -174,7 +182,7 @@ class Instance(Record):
             return "default"
         if name.startswith("postfix-") and len(name) > len("postfix-"):
             name = name[len("postfix-"):]
-        if not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", name):
+        if not _all_in(name, _ALNUM + "_.-") or name.startswith("-"):  # ^[A-Za-z0-9_.][A-Za-z0-9_.-]*$
             raise MasterCfError(f"instance name '{self.name}' cannot be used in unit and file names", path=self.source or "main.cf",
                                 field_name="multi_instance_name", value=self.name)
         return name
@@ -230,10 +238,6 @@ class Instance(Record):
         return "-" if self.name in ("", "-") else self.name
 
 
-Resolver = Callable[[str], list[str]]
-PortResolver = Callable[[str], int]
-
-
 class Listener(Record):
     """Where one entry listens, as systemd socket settings and as master would count it."""
 
@@ -284,6 +288,8 @@ def escape(text: str) -> str:
     ':' is escaped too although unit names may contain it: systemd-analyze verify
     (252) refuses such file names ("Couldn't process aliases").
     """
+    if _all_in(text, _ALNUM + "_.") and not text.startswith("."):
+        return text  # nothing to escape: the usual case, and called for every unit name
     out = []
     for pos, char in enumerate(text):
         if char == "/":
@@ -299,15 +305,14 @@ def unit_base(instance: Instance, service: str, kind: str) -> str:
     return f"{instance.prefix}-{escape(service)}-{TYPE_SLUG[kind]}"
 
 
-_EXEC_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "'": "\\'", "%": "%%", "$": "$$", "\t": "\\t"})
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_EXEC_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "'": "\\'", "%": "%%", "$": "$$", "\t": "\\t",
+                               # other control characters as \xNN
+                               **{chr(c): f"\\x{c:02x}" for c in (*range(0x09), *range(0x0a, 0x20), 0x7f)}})
 
 
 def exec_quote(arg: str) -> str:
     """One argv element for ExecStart=: no expansion of $VAR, %spec, quotes or escapes."""
     text = arg.translate(_EXEC_ESCAPES)
-    if _CONTROL.search(text):
-        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     if text == ";":
         return "\\;"
     if text == "" or " " in text:
@@ -327,14 +332,23 @@ def _unit_quote(value: str) -> str:
 # --------------------------------------------------------------------------- master.cf fields
 
 
+def _leading_int(text: str) -> Optional[int]:
+    """The number re.match(r"\\s*(\\d+)", text) finds (isspace and isdecimal are re's \\s and \\d)."""
+    text = text.lstrip()
+    end = 0
+    while end < len(text) and text[end].isdecimal():
+        end += 1
+    return int(text[:end]) if end else None
+
+
 def _atoi(text: str, default: int) -> int:
-    match = re.match(r"\s*(\d+)", str(text))
-    return int(match.group(1)) if match else default
+    number = _leading_int(str(text))
+    return default if number is None else number
 
 
 def _compat_below_1(level: str) -> bool:
-    match = re.match(r"\s*(\d+)", level or "")
-    return match is not None and int(match.group(1)) < 1
+    number = _leading_int(level or "")
+    return number is not None and number < 1
 
 
 def maxproc_of(entry: Entry, instance: Instance) -> int:
@@ -444,8 +458,13 @@ def check_entry(entry: Entry, daemon: Daemon, instance: Instance) -> None:
 # --------------------------------------------------------------------------- listeners
 
 
+def _words(value: str) -> list[str]:
+    """Postfix list syntax: words separated by whitespace and commas (re.split(r"[\\s,]+") minus empties)."""
+    return value.replace(",", " ").split()
+
+
 def _protocols(value: str) -> list[int]:
-    words = set(re.split(r"[\s,]+", value.strip().lower())) - {""}
+    words = set(_words(value.strip().lower()))
     if "all" in words:
         return [4, 6]
     return [v for v, word in ((4, "ipv4"), (6, "ipv6")) if word in words]
@@ -453,7 +472,7 @@ def _protocols(value: str) -> list[int]:
 
 def _ports(instance: Instance) -> dict[str, int]:
     table: dict[str, int] = {}
-    for group in re.split(r"[\s,]+", instance.known_tcp_ports or ""):
+    for group in _words(instance.known_tcp_ports or ""):
         parts = group.split("=")
         if len(parts) > 1 and parts[-1].isdigit():
             for name in parts[:-1]:
@@ -581,7 +600,7 @@ def inet_listener(entry: Entry, instance: Instance, resolver: Resolver, port_res
         except OSError as exc:
             raise _error(entry, f"cannot resolve host '{host}' ({exc})", "service") from exc
     else:
-        interfaces = [w for w in re.split(r"[\s,]+", instance.inet_interfaces.strip()) if w]
+        interfaces = _words(instance.inet_interfaces.strip())
         for word in interfaces or ["all"]:
             if word.lower() == "all":
                 addrs += [ip_address("0.0.0.0" if v == 4 else "::") for v in families]
@@ -639,7 +658,7 @@ def disabled(entry: Entry, instance: Instance) -> bool:
     kind, name = fields_["type"], fields_["service"]
     if kind == "inet" and not _protocols(instance.inet_protocols):
         return True
-    for word in re.split(r"[\s,]+", instance.master_service_disable.strip()):
+    for word in _words(instance.master_service_disable.strip()):
         if not word:
             continue
         negate = word.startswith("!")

@@ -28,9 +28,9 @@ description:
     instance's status holder takes master's own locks, so C(postfix status), C(postfix reload) (regenerate the
     units, then retire running daemons gracefully) and C(postfix stop) act on the master-less instance, and
     C(postfix start) reports it as running instead of starting a master beside it. On a stopped instance,
-    C(postfix start) starts its target: Postfix's C(postfix-script) is moved aside with C(dpkg-divert) while
-    any instance runs master-less, and a small router in its place sends C(start) of those instances to
-    systemd and everything else to Postfix's own script. The diversion is removed when the last instance is
+    C(postfix start) starts its target. For that, Postfix's C(postfix-script) is moved aside with
+    C(dpkg-divert) while any instance runs master-less, and a small router in its place sends C(start) of
+    those instances to systemd and everything else to Postfix's own script. The diversion is removed when the last instance is
     switched back to V(master).
   - Switching modes stops one side completely (no master and no daemon of the instance left), then starts the
     other and verifies it. The queue stays on disk, so queued mail is delivered by the side that runs next.
@@ -101,7 +101,7 @@ attributes:
       - Needs systemd as init (version 252 or later) and Postfix 3.x; tested on Debian 12.
 notes:
   - Must run as root (C(become=true)).
-  - Hosts need Python 3.9 or later at O(python) for the generator and bridge.
+  - Hosts need Python 3.10 or later at O(python) for the generator and bridge.
 seealso:
   - plugin: mailfleet.postfix.master_cf_units
     plugin_type: filter
@@ -215,8 +215,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     if p["python"] != "/usr/bin/python3":
         conf["python"] = p["python"]
     try:
-        facts = _generator.postconf_facts(config_dir, ("multi_instance_name", "queue_directory", "command_directory",
-                                                         "daemon_directory"))
+        wanted = ("multi_instance_name", "queue_directory", "command_directory", "daemon_directory")
+        facts = _generator.postconf_facts(config_dir, wanted)
         probe = _units.Instance.from_params(facts)
         name = probe.short_name
     except (_generator.GeneratorError, MasterCfError) as exc:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -252,3 +255,23 @@ def test_generator_is_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     host.generate()
     assert time.perf_counter() - start < 1.0  # bench/generator.sh measures the real budget (50 ms)
+
+
+def test_mapping_imports_nothing_slow(tmp_path: Path) -> None:
+    """re, typing and dataclasses would add ~25 ms to every boot and daemon-reload with a changed master.cf."""
+    package = tmp_path / "mailfleet_postfix"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("_mastercf", "_units", "_sandbox", "_bridge", "_generator"):
+        shutil.copy(Path(_generator.__file__).parent / f"{name}.py", package)
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from mailfleet_postfix import _generator, _units\n"
+        "units = _units.build_units(sys.stdin.read(), _units.Instance()).units\n"
+        "assert len(units) > 50, len(units)\n"
+        "print(' '.join(sorted({'re', 'typing', 'dataclasses', 'collections'} & set(sys.modules))))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], input=DEBIAN, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == []

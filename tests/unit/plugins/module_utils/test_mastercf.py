@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _mastercf
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import (
     TYPES,
     MasterCf,
@@ -495,3 +497,15 @@ def test_corpus_verdicts_agree_with_postconf(tmp_path: Path) -> None:
         if (run.returncode == 0) != _our_verdict(_read(path)):
             disagree.append(f"{path.name}: postconf rc={run.returncode} {run.stderr.strip()}")
     assert not disagree
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="09aZ_.-+/:[]%?\n é٣", max_size=8))
+def test_field_checks_match_the_regexes_they_replace(text: str) -> None:
+    """The checks use str methods (re costs the generator start-up time) but must accept exactly the same."""
+    assert _mastercf._wakeup_ok(text) == bool(re.match(r"^(-|[0-9]+\??)$", text))
+    assert _mastercf._maxproc_ok(text) == bool(re.match(r"^(-|[0-9]+)$", text))
+    inet = re.match(r"^(?:(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.-]+):)?([A-Za-z0-9_-]+)$", text)
+    assert _mastercf._inet_name_ok(text) == bool(inet)
+    local = re.match(r"^[A-Za-z0-9_.+/-]+$", text)
+    assert _mastercf._all_in(_mastercf._re_end(text), _mastercf._ALNUM + "_.+/-") == bool(local)

@@ -84,6 +84,7 @@ def test_escape(text: str, escaped: str) -> None:
         ("smtpd_banner = hello world", '"smtpd_banner = hello world"'),
         ("", '""'),
         ("a\tb", "a\\tb"),
+        ("a\nb\x00\x7f\x1f", "a\\x0ab\\x00\\x7f\\x1f"),
     ],
 )
 def test_exec_quote(arg: str, quoted: str) -> None:
