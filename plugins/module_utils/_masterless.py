@@ -135,6 +135,10 @@ start|start-fg)
             echo "postfix/postfix-script: fatal: this instance runs without master(8): use systemctl start postfix-$name.target" >&2
             exit 1
         fi
+        if systemctl is-active --quiet "postfix-$name.target"; then
+            echo "postfix/postfix-script: fatal: the Postfix mail system is already running" >&2
+            exit 1
+        fi
         echo "postfix/postfix-script: starting the Postfix mail system without master(8): postfix-$name.target" >&2
         exec systemctl start "postfix-$name.target"
     done

@@ -82,7 +82,8 @@ def _script_world(tmp_path: Path) -> tuple[_masterless.File, dict[str, str]]:
     (conf_dir / "edge.conf").write_text(_masterless.conf_text("/etc/postfix-edge", {}))
     log = tmp_path / "calls"
     for name, path in (("real", daemon_dir / "postfix-script.distrib"), ("systemctl", bin_dir / "systemctl")):
-        path.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        # systemctl is-active: inactive unless ACTIVE is set.
+        path.write_text(f'#!/bin/sh\n[ "$1" = is-active ] && exit ${{ACTIVE:-3}}\necho "{name} $*" >> {log}\n')
         path.chmod(0o755)
     wrapper = _masterless.script_wrapper(str(daemon_dir), str(conf_dir))
     _masterless.write_file(FakeHost(tmp_path), wrapper)
@@ -101,6 +102,10 @@ def test_postfix_start_of_a_masterless_instance_starts_its_target(tmp_path: Path
     fg = subprocess.run([wrapper.path, "start-fg"], env={**env, "MAIL_CONFIG": "/etc/postfix-edge"}, check=False,
                         capture_output=True, text=True)
     assert fg.returncode == 1 and "systemctl start postfix-edge.target" in fg.stderr
+    # Running already: Postfix's own answer, and nothing started.
+    running = subprocess.run([wrapper.path, "start"], env={**env, "MAIL_CONFIG": "/etc/postfix-edge", "ACTIVE": "0"},
+                             check=False, capture_output=True, text=True)
+    assert running.returncode == 1 and "already running" in running.stderr
     assert Path(env["LOG"]).read_text().splitlines() == [
         "systemctl start postfix-edge.target",  # master-less: its target, never master(8)
         "real start",  # any other instance: Postfix's own script
