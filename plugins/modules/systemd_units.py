@@ -52,7 +52,9 @@ options:
   state:
     description:
       - V(started) makes sure the instance runs in O(mode) (switching when needed); V(stopped) sets O(mode) up
-        and stops the instance; V(present) only installs and configures, without starting or stopping.
+        and stops the instance; V(present) only installs and configures, without starting or stopping. With
+        O(mode=master), V(present) still stops a running master-less instance, whose units it removes; it
+        does not start master(8).
     type: str
     choices: [started, stopped, present]
     default: started
@@ -253,7 +255,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     out["units_changed"] = _masterless.summarize(before, after)
     changed_files = [f for f in files if f.differs()]
     removing = not want_systemd and os.path.exists(conf_path)
-    out["files_changed"] = [f.path for f in changed_files] + ([conf_path] if removing else [])
+    removed = [conf_path] + ([state_path] if os.path.exists(state_path) else []) if removing else []
+    out["files_changed"] = [f.path for f in changed_files] + removed
     if module._diff:
         out["diff"] = {"before": _masterless.diff_text(before), "after": _masterless.diff_text(after),
                        "before_header": f"{probe.prefix}-* (loaded)", "after_header": f"{probe.prefix}-* (generated)"}
