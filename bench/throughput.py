@@ -15,7 +15,9 @@ message from its arrival on the first host ("QUEUEID: client=") to its local del
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -139,10 +141,13 @@ def setup_singles() -> None:
     """Two identical single-instance hosts; B is then switched to master-less mode."""
     say(f"starting {MASTER} and {MASTERLESS}")
     start_containers({MASTER: "single", MASTERLESS: "single"})
+    # BENCH_SINGLE_MAIN_CF (JSON object): main.cf settings for both single instances, e.g. '{"max_use": "1000"}'.
+    extra = json.loads(os.environ.get("BENCH_SINGLE_MAIN_CF", "") or "{}")
+    settings = " ".join(shlex.quote(f"{k} = {v}") for k, v in extra.items())
     for host in (MASTER, MASTERLESS):
         pexec(PREFIX + host,
               f"id {USER} >/dev/null 2>&1 || useradd -m -s /usr/sbin/nologin {USER};"
-              f" postconf -e 'mydestination = $myhostname, localhost, {DOMAIN}' 'home_mailbox = Maildir/'"
+              f" postconf -e 'mydestination = $myhostname, localhost, {DOMAIN}' 'home_mailbox = Maildir/' {settings}"
               " && postfix check && systemctl reload postfix")
     inventory = STATE / "inventory-single.ini"
     write_inventory(inventory, {"single": [MASTER, MASTERLESS]}, {})
@@ -268,9 +273,9 @@ def analyse(ingress: list[Any], final: list[Any], client_ip: str, *, relayed: bo
 
 
 def measure(rounds: int, messages: int, sizes: list[int], concurrencies: list[int], warmup: int,
-            with_master_fleet: bool = True) -> dict[str, Any]:
+            with_master_fleet: bool = True, configs: set[str] | None = None) -> dict[str, Any]:
     client = PREFIX + "client1"
-    tgs = targets(with_master_fleet)
+    tgs = [t for t in targets(with_master_fleet) if configs is None or t.key in configs]
     out: dict[str, Any] = {"targets": {t.key: t.name for t in tgs}, "rounds": [], "warmup": []}
     if warmup:
         # First mail after start-up: master-less pools grow from zero here. Reported, not in the medians.

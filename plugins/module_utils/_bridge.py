@@ -35,8 +35,8 @@ status  print the holder's view of pools and workers (JSON).
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import stat
 import struct
 import sys
@@ -44,10 +44,14 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:  # annotations only: typing and subprocess cost start-up time at every worker start
+    import socket
     import subprocess
     from typing import Mapping, NoReturn
 
-# Only what `run` needs is imported here: it runs at every worker start.
+# Only what `run` needs is imported here: it runs at every worker start. `run` uses the C module
+# _socket: `import socket` pulls in selectors, enum and collections, ~8 ms of the ~16 ms that the
+# interpreter costs per worker start (python3 -I -S -X importtime, Debian 12). The holder and the
+# client commands import socket where they need it.
 
 MASTER_FLOW_READ = 3
 MASTER_FLOW_WRITE = 4
@@ -121,11 +125,13 @@ def decode(data: bytes) -> dict[str, str]:
 
 
 def register(holder: str, message: dict[str, str], fds: list[int], timeout: float = 30.0) -> None:
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
     try:
         conn.connect(holder)
-        socket.send_fds(conn, [encode(message)], fds)
+        # socket.send_fds() without the socket module
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        conn.sendmsg([encode(message)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         reply = conn.recv(4096).decode(errors="replace")
     except OSError as exc:
         raise BridgeError(f"status holder {holder}: {exc}") from exc
@@ -177,7 +183,7 @@ def cmd_run(argv: list[str]) -> NoReturn:
     sources = listen_fds(dict(os.environ), os.getpid())
     if not sources:
         raise BridgeError(f"{opts['unit']}: no listening socket from systemd (LISTEN_FDS)")
-    mine, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    mine, peer = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     message: dict[str, str] = {k: opts[k] for k in ("unit", "maxproc", "stamp", "lock") if k in opts}
     if "max-use" in opts:
         message["max_use"] = opts["max-use"]
@@ -308,6 +314,7 @@ class Holder:
     # -- main loop
     def serve(self) -> None:
         import signal
+        import socket
         import time
 
         # Wake the selector at once on a signal (select() would otherwise sleep out its timeout).
@@ -366,6 +373,8 @@ class Holder:
         self.sel.register(conn, self.event_read, ("control", None))
 
     def _control(self, conn: socket.socket) -> None:
+        import socket
+
         self.sel.unregister(conn)
         try:
             data, fds, _unused, _unused = socket.recv_fds(conn, 65536, MAX_FDS)
@@ -387,6 +396,8 @@ class Holder:
         conn.close()
 
     def _request(self, conn: socket.socket, data: bytes, fds: list[int]) -> str:
+        import socket
+
         message = decode(data)
         pid, uid, _unused = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if "unit" in message:
@@ -408,6 +419,8 @@ class Holder:
         raise BridgeError(f"unknown request {message!r}")
 
     def _register(self, pid: int, message: dict[str, str], fds: list[int]) -> str:
+        import socket
+
         if not fds:
             raise BridgeError("registration without a status socket")
         unit = str(message["unit"])
@@ -619,6 +632,8 @@ class Holder:
 
 
 def cmd_holder(argv: list[str]) -> int:
+    import socket
+
     names = ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen", "systemctl", "target", "verbose")
     opts, _unused = _options(argv, names)
     fds = listen_fds(dict(os.environ), os.getpid())
@@ -650,6 +665,8 @@ def cmd_holder(argv: list[str]) -> int:
 
 
 def request(holder: str, message: dict[str, object], timeout: float = 10.0) -> str:
+    import socket
+
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
     try:
@@ -691,6 +708,7 @@ def cmd_status(argv: list[str]) -> int:
 def cmd_kick(argv: list[str]) -> int:
     """inet_trigger(): connect, send the request, wait up to 1s for the server to close."""
     import errno
+    import socket
 
     opts, _unused = _options(argv, ("inet", "request"))
     host, _rest_text, port = opts["inet"].rpartition(":")

@@ -210,6 +210,22 @@ def test_environment_cwd_umask_and_exec_in_place(env: Env) -> None:
     assert report["argv"][0] == str(env.fake) or report["argv"][1:] == ["-t", "unix"]
 
 
+def test_run_imports_only_cheap_modules(env: Env) -> None:
+    # `run` is paid at every worker start: the socket module (selectors, enum, collections) doubled
+    # the interpreter's start-up time. -X importtime lists every module run imported before exec.
+    listener = unix_listener(env.tmp / "a.sock")
+    fd = listener.fileno()
+    cmd = [PYTHON, str(env.launcher), "1", str(fd), PYTHON, "-I", "-S", "-X", "importtime", str(BRIDGE), "run",
+           "--holder", str(env.sock), "--flow", str(env.flow), "--unit", "x.service", "--",
+           PYTHON, "fakedaemon", str(env.fake)]
+    proc = subprocess.run(cmd, pass_fds=[fd], cwd=env.queue, capture_output=True, text=True, check=False, timeout=20,
+                          env={"PATH": "/usr/bin:/bin", "FAKE_REPORT": str(env.tmp / "r.json"), "FAKE_MODE": "report"})
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "_socket" in imported
+    assert not imported & {"socket", "selectors", "enum", "collections", "typing", "subprocess", "json"}
+
+
 def test_no_listen_fds_is_an_error(env: Env) -> None:
     proc = subprocess.run([PYTHON, "-I", "-S", str(BRIDGE), "run", "--holder", str(env.sock), "--flow",
                            str(env.flow), "--unit", "x.service", "--", "/bin/true", "true"],

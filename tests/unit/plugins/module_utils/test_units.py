@@ -174,7 +174,7 @@ def test_exec_start_escapes_dollar_and_groups_braces() -> None:
 def test_pipe_macros_are_escaped(debian: UnitSet) -> None:
     start = key(debian.units["postfix-default-mailman-unix@.service"], "ExecStart")[0]
     assert "argv=/usr/lib/mailman/bin/postfix-to-mailman.py $${nexthop} $${user}" in start
-    assert " -- /usr/lib/postfix/sbin/pipe pipe -n mailman -t unix flags=FRX user=list " in start
+    assert " -- /usr/lib/postfix/sbin/pipe pipe -n mailman -t unix -o max_use=1000 flags=FRX user=list " in start
 
 
 # --------------------------------------------------------------------------- modes
@@ -190,6 +190,21 @@ def test_pool_template_with_socket_activated_first_worker(debian: UnitSet) -> No
     assert start.startswith("/usr/bin/python3 -I -S /usr/libexec/mailfleet-postfix/bridge run ")
     assert "--maxproc 100 " in start and "--unit %n --" in start
     assert key(svc, "Restart") == ["on-failure"]
+
+
+@pytest.mark.parametrize(("entry", "facts", "max_use"), [
+    ("smtp inet n - y - - smtpd", {}, 1000),  # main.cf's 100 x the default factor 10
+    ("smtp inet n - y - - smtpd", {"max_use": "50", "max_use_factor": "4"}, 200),
+    ("smtp inet n - y - - smtpd", {"max_use_factor": "1"}, 100),  # Postfix's own value
+    ("smtp inet n - y - - smtpd -o max_use=7", {}, 7),  # the admin's pin stays as it is
+])
+def test_pool_workers_serve_max_use_times_the_factor(entry: str, facts: dict[str, str], max_use: int) -> None:
+    units = build(entry + "\n", **facts)
+    start = key(units.units["postfix-default-smtp-inet@.service"], "ExecStart")[0]
+    assert f"--max-use {max_use} " in start  # the holder's count matches the daemon's
+    daemon_argv = start.split(" -- ", 1)[1].split()
+    assert f"max_use={max_use}" in daemon_argv
+    assert start.count("max_use=") == 1
 
 
 def test_persistent_qmgr(debian: UnitSet) -> None:
