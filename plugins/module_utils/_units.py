@@ -873,7 +873,9 @@ def _service_unit(instance: Instance, plan: _Plan) -> str:
         unit.append(("CollectMode", "inactive-or-failed"))  # failed instances must not pile up
     svc: list[tuple[str, str]] = [("Type", "exec"), ("Slice", instance.slice)]
     head = plan.head
-    if plan.mode != ACCEPT and plan.template and "max_use" not in entry.options:
+    # Single-server pools only: multi-servers (proxymap, trivial-rewrite) hold long connections and
+    # are seldom replaced; a larger max_use would only keep them longer.
+    if plan.mode != ACCEPT and plan.template and daemon.skeleton == "single" and "max_use" not in entry.options:
         head = [*head, "-o", f"max_use={pool_max_use(entry, instance)}"]
     argv = " ".join(exec_quote(w) for w in head + plan.args)
     if plan.mode == ACCEPT:
