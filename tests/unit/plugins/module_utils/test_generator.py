@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grp
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Iterator
 import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import have_postfix_user
 
 DEBIAN = (Path(__file__).parent / "fixtures" / "debian-master.cf").read_text()
 FACTS = {
@@ -61,14 +61,6 @@ class Host:
 
 
 pytestmark = pytest.mark.skipif(not _generator.os.path.exists("/etc/passwd"), reason="needs a passwd database")
-
-
-def have_postfix_user() -> bool:
-    try:
-        pwd.getpwnam("postfix")
-        return True
-    except KeyError:
-        return False
 
 
 needs_postfix = pytest.mark.skipif(not have_postfix_user(), reason="mail_owner 'postfix' must exist")

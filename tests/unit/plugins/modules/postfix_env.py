@@ -93,3 +93,14 @@ def run_module(name: str, args: dict[str, Any], *, tmp: Path, check: bool = Fals
 def warnings_of(result: dict[str, Any]) -> list[str]:
     """Warning texts; in-process results carry ansible-core 2.19's structured warnings."""
     return [w["event"]["msg"] if isinstance(w, dict) else str(w) for w in result.get("warnings", [])]
+
+
+def have_postfix_user() -> bool:
+    """The mapping looks mail_owner up in the passwd database (smtpd's pre-jail file access)."""
+    import pwd
+
+    try:
+        pwd.getpwnam("postfix")
+        return True
+    except KeyError:
+        return False

@@ -11,7 +11,6 @@ postfix-script wrapper are real and are written under tmp_path only.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -21,7 +20,11 @@ from ansible.module_utils import basic
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator, _masterless
 from ansible_collections.mailfleet.postfix.plugins.modules import systemd_units as module
-from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import run_module, warnings_of
+from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import (
+    have_postfix_user,
+    run_module,
+    warnings_of,
+)
 
 ROOT = Path(__file__).resolve().parents[4]
 DEBIAN = (ROOT / "tests/unit/plugins/module_utils/fixtures/debian-master.cf").read_text()
@@ -33,16 +36,7 @@ MASTER_UNIT = "postfix@-.service"  # what Debian runs master(8) of the primary i
 REAL_ISDIR, REAL_WHICH = os.path.isdir, shutil.which
 
 
-def _have_postfix_user() -> bool:
-    try:
-        pwd.getpwnam("postfix")
-        return True
-    except KeyError:
-        return False
-
-
-# The mapping looks mail_owner up in the passwd database (smtpd's pre-jail file access).
-pytestmark = pytest.mark.skipif(not _have_postfix_user(), reason="mail_owner 'postfix' must exist")
+pytestmark = pytest.mark.skipif(not have_postfix_user(), reason="mail_owner 'postfix' must exist")
 
 
 class FakeHost:
