@@ -295,8 +295,8 @@ def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: 
         groups, enough = owner_access(secret_paths(facts, entries, SECRET_PARAMS), owner)
     except KeyError as exc:
         raise GeneratorError(f"mail_owner '{owner}' is not a user on this host") from exc
-    extra = {k: v for k, v in conf.items() if k in ("chroot", "python", "libexec_directory", "runtime_directory",
-                                                         "max_use_factor")}
+    from_conf = ("chroot", "python", "libexec_directory", "runtime_directory", "max_use_factor")
+    extra = {k: v for k, v in conf.items() if k in from_conf}
     instance = Instance.from_params(
         {k: v for k, v in facts.items() if k not in SECRET_PARAMS},
         source=inputs.path,
