@@ -15,8 +15,8 @@ run     (ExecStart of pool services) rebuild master's file descriptors and exec
         umask 077; cwd comes from WorkingDirectory= (the queue directory).
 holder  one per instance: holds and drains every daemon's status peer, keeps the
         flow FIFO alive, and starts more workers of a pool (prefix@N.service)
-        when all are busy (master_avail.c spawns when a client waits; a unit
-        start is slower than fork, so the holder starts one step earlier).
+        when all are busy and clients wait: one per waiting client, as
+        master_avail.c forks, but all at once (a unit start is slower than fork).
         It also holds master's own locks (pid/master.pid, master.lock), so a
         master(8) cannot start beside it and postfix(1) finds it:
           postfix status   "running", with the holder's pid
@@ -68,6 +68,43 @@ COALESCE = 0.005
 
 class BridgeError(Exception):
     """A setup problem; printed to the journal before the unit fails."""
+
+
+# Accept backlog of a listening socket: TCP_INFO aliases tcpi_unacked (offset 24) to the queue length
+# of a listener (tcp_get_info()); for AF_UNIX, sock_diag's UNIX_DIAG_RQLEN (what `ss -xl` prints).
+TCP_INFO_UNACKED = struct.Struct("=I")
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, NLMSG_HDR = 4, 20, 1, struct.Struct("=IHHII")
+UNIX_DIAG_REQ = struct.Struct("=BBHIIIII")  # family, protocol, pad, states, ino, show, cookie[2]
+UDIAG_SHOW_RQLEN, UNIX_DIAG_RQLEN, UNIX_DIAG_MSG_SIZE, TCP_LISTEN = 0x10, 4, 16, 10
+
+
+def listen_backlog(sock: socket.socket, diag: socket.socket | None) -> int | None:
+    """Clients waiting in a listener's accept queue; None where the kernel does not tell."""
+    import socket
+
+    if sock.type != socket.SOCK_STREAM:
+        return None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+        return TCP_INFO_UNACKED.unpack_from(info, 24)[0] if len(info) >= 28 else None
+    if sock.family != socket.AF_UNIX or diag is None:
+        return None
+    request = UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, os.fstat(sock.fileno()).st_ino,
+                                 UDIAG_SHOW_RQLEN, 0xFFFFFFFF, 0xFFFFFFFF)  # no cookie: look up by inode
+    diag.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + request)
+    data = diag.recv(4096)
+    length, kind = NLMSG_HDR.unpack_from(data)[:2]
+    if kind != SOCK_DIAG_BY_FAMILY:
+        return None  # NLMSG_ERROR: not found, or unix_diag is not available
+    offset = NLMSG_HDR.size + UNIX_DIAG_MSG_SIZE
+    while offset + 4 <= min(length, len(data)):
+        size, attr = struct.unpack_from("=HH", data, offset)
+        if size < 4:
+            break
+        if attr == UNIX_DIAG_RQLEN:
+            return int(struct.unpack_from("=I", data, offset + 4)[0])
+        offset += (size + 3) & ~3
+    return None
 
 
 def _log(message: str) -> None:
@@ -269,6 +306,8 @@ class Holder:
         self.exit_requested = False  # systemd stops the holder
         self.flow_fd = -1
         self.verbose = False
+        self.diag: socket.socket | None = None  # sock_diag, for the backlog of unix listeners
+        self.diag_tried = False
 
     # -- setup
     def prepare(self) -> None:
@@ -511,18 +550,49 @@ class Holder:
         """Decide on growth after a batch of status records."""
         pool.dirty = False
         self._update(pool)
-        if not (pool.template and pool.listen) or pool.pending:
-            return  # a start is under way: keep what was seen for the next look
+        if not (pool.template and pool.listen):
+            return
         busy_seen, pool.busy_seen = pool.busy_seen, set()
         retiring, pool.retiring = pool.retiring, []
-        # Master forks a child in a millisecond when a client waits; a unit start takes 50-250 ms.
-        # So grow one step earlier than master: when every worker took a client since the last
-        # look, and while a worker serves its max_use-th (last) client.
+        # A worker serving its max_use-th (last) client gets its successor now: a unit start takes
+        # 50-250 ms where master forks in a millisecond.
         if retiring:
             self._grow(pool, len(retiring), f"{' '.join(retiring)} serve their last client (max_use {pool.max_use})")
-        elif pool.workers and all(fd in busy_seen or not w.avail for fd, w in pool.workers.items()) \
-                and pool.avail() <= len(pool.workers) // 4:
+            return
+        if pool.avail():
+            return
+        waiting = self._waiting(pool)
+        if waiting is not None:
+            # master_avail.c starts a process per waiting client; so does the holder, for all of them at
+            # once, counting those already on their way.
+            if waiting > len(pool.pending):
+                self._grow(pool, waiting - len(pool.pending), f"{waiting} clients wait")
+        elif not pool.pending and pool.workers and all(fd in busy_seen or not w.avail for fd, w in pool.workers.items()):
+            # Backlog unknown: grow one step earlier than master, when every worker took a client since
+            # the last look.
             self._grow(pool, max(1, len(pool.workers) // 2), "every worker is or was just busy")
+
+    def _waiting(self, pool: Pool) -> int | None:
+        """Clients in the accept queues of the pool's listeners, or None if the kernel does not say."""
+        if not self.diag_tried:
+            import socket
+
+            self.diag_tried = True
+            try:
+                self.diag = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+                self.diag.settimeout(1.0)
+            except OSError as exc:
+                _log(f"no sock_diag ({exc}): pools of unix services grow by doubling")
+        total = 0
+        for sock in pool.listen:
+            try:
+                count = listen_backlog(sock, self.diag)
+            except OSError:
+                count = None
+            if count is None:
+                return None
+            total += count
+        return total
 
     def _forget(self, pool: Pool, worker: Worker) -> None:
         fd = worker.peer.fileno()
@@ -546,8 +616,12 @@ class Holder:
             pool.watching = False
 
     def _demand(self, pool: Pool) -> None:
-        """A client waits and every worker is busy: double the pool (at least two more)."""
-        self._grow(pool, max(2, len(pool.workers)), "all busy, a client waits")
+        """A client waits and every worker is busy: one worker per waiting client (or double the pool)."""
+        waiting = self._waiting(pool)
+        if waiting is None:
+            self._grow(pool, max(2, len(pool.workers)), "all busy, a client waits")
+        else:
+            self._grow(pool, max(1, waiting), f"all busy, {max(1, waiting)} clients wait")
 
     def _grow(self, pool: Pool, wanted: int, why: str) -> None:
         import time

@@ -242,7 +242,7 @@ def holder_directives(*, runtime_directory: str, queue_directory: str, data_dire
         ("RestrictSUIDSGID", "yes"),
         ("NoNewPrivileges", "yes"),
         ("SystemCallArchitectures", "native"),
-        ("RestrictAddressFamilies", "AF_UNIX"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_NETLINK"),  # AF_NETLINK: sock_diag, the backlog of unix listeners
         ("IPAddressDeny", "any"),
         ("CapabilityBoundingSet", "CAP_CHOWN CAP_DAC_OVERRIDE"),  # master.lock is mail_owner's 0600
     ]

@@ -353,34 +353,65 @@ def wait_calls(env: Env, count: int, timeout: float = 5.0) -> list[str]:
     return systemctl_calls(env)
 
 
-def test_pool_grows_one_step_ahead_up_to_maxproc(env: Env) -> None:
+def test_pool_grows_per_waiting_client_up_to_maxproc(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
-    _unused, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="3")
+    _unused, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="4")
     assert wait_for(Path(str(out) + ".ready"))
-    # The only worker got a client: a successor starts before anyone has to wait.
-    assert wait_calls(env, 1) == ["start --no-block p@2.service"]
-    assert env.status()["p"]["pending"] == ["p@2.service"]
-    _unused, out2 = env.bridge([listen], mode="busy", unit="p@2.service", maxproc="3", report="p2.json")
-    assert wait_for(Path(str(out2) + ".ready"))
-    assert wait_calls(env, 2) == ["start --no-block p@2.service", "start --no-block p@3.service"]
-    _unused, out3 = env.bridge([listen], mode="busy", unit="p@3.service", maxproc="3", report="p3.json")
-    assert wait_for(Path(str(out3) + ".ready"))
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.connect(str(env.tmp / "pool.sock"))  # waits in the backlog: still no fourth worker
-    assert len(wait_calls(env, 3, timeout=1.5)) == 2
-    assert env.status()["p"]["workers"] == ["p@1.service", "p@2.service", "p@3.service"]
-    client.close()
+    # The only worker is busy but nobody waits: no second worker (master_avail.c would not fork).
+    assert wait_calls(env, 1, timeout=1.0) == []
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _unused in range(2)]
+    for client in clients:
+        client.connect(str(env.tmp / "pool.sock"))  # both wait in the backlog
+    # One start per waiting client, in one go.
+    assert wait_calls(env, 1) == ["start --no-block p@2.service p@3.service"]
+    assert env.status()["p"]["pending"] == ["p@2.service", "p@3.service"]
+    for n in (2, 3):
+        _unused, more = env.bridge([listen], mode="busy", unit=f"p@{n}.service", maxproc="4", report=f"p{n}.json")
+        assert wait_for(Path(str(more) + ".ready"))
+    for n in (4, 5):
+        clients.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        clients[-1].connect(str(env.tmp / "pool.sock"))
+    # Two more wait, but maxproc 4 leaves room for one.
+    assert wait_calls(env, 2) == ["start --no-block p@2.service p@3.service", "start --no-block p@4.service"]
+    for client in clients:
+        client.close()
 
 
-def test_waiting_client_doubles_the_pool(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", [socket.AF_UNIX, socket.AF_INET])
+def test_listen_backlog_counts_waiting_clients(tmp_path: Path, family: int) -> None:
+    if family == socket.AF_UNIX:
+        listener = unix_listener(tmp_path / "l.sock")
+    else:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(10)
+    diag = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _bridge.NETLINK_SOCK_DIAG)
+    assert _bridge.listen_backlog(listener, diag) == 0
+    clients = [socket.socket(family, socket.SOCK_STREAM) for _unused in range(3)]
+    for client in clients:
+        client.connect(listener.getsockname())
+    assert _bridge.listen_backlog(listener, diag) == 3
+    listener.accept()[0].close()
+    assert _bridge.listen_backlog(listener, diag) == 2
+    for client in clients:
+        client.close()
+    datagram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    assert _bridge.listen_backlog(datagram, diag) is None
+    assert _bridge.listen_backlog(unix_listener(tmp_path / "m.sock"), None) is None
+    for sock in (listener, diag, datagram):
+        sock.close()
+
+
+def test_unknown_backlog_doubles_the_pool(tmp_path: Path) -> None:
     owner, group = me()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     holder = _bridge.Holder(listener=listener, flow=str(tmp_path / "flow"), stamps=str(tmp_path / "used"),
                             queue_directory=str(tmp_path), owner=owner, group=group, systemctl="/bin/false")
     started: list[list[str]] = []
     holder._start = lambda units, verb="start": started.append(units)  # type: ignore[method-assign]
+    holder.diag_tried = True  # as if sock_diag were not available (RestrictAddressFamilies, no unix_diag)
     pool = _bridge.Pool("w", maxproc=6, template=True)
-    pool.listen = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
+    pool.listen = [unix_listener(tmp_path / "w.sock")]
     pairs = [socket.socketpair() for _unused in range(4)]
     for n, (a, _unused) in enumerate(pairs, start=1):
         worker = _bridge.Worker(100 + n, f"w@{n}.service", a)
