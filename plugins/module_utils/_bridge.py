@@ -64,6 +64,9 @@ STAT_TAKEN, STAT_AVAIL = 0, 1
 MAX_FDS = 64
 PENDING_TIMEOUT = 30.0
 COALESCE = 0.005
+# A client that waits less than this is one a worker finishing its session takes (smtp-source and
+# real clients reconnect at once); starting a unit for it would cost ~90 ms of CPU for nothing.
+GROW_GRACE = 0.03
 
 
 class BridgeError(Exception):
@@ -254,6 +257,7 @@ class Pool:
         self.prefix = prefix
         self.maxproc = maxproc
         self.max_use = 0  # single-server daemons: clients served before a voluntary exit
+        self.one_client = False  # single-server: a worker serves one client at a time
         self.template = template
         self.workers: dict[int, Worker] = {}  # by peer fd
         self.pending: dict[str, float] = {}  # unit -> deadline
@@ -262,6 +266,7 @@ class Pool:
         self.dirty = False  # records arrived since the last look
         self.busy_seen: set[int] = set()  # workers that took a client since the last look
         self.retiring: list[str] = []  # workers serving their max_use-th client
+        self.waiting_since = 0.0  # monotonic time clients were first seen waiting for a worker (0: none)
 
     def avail(self) -> int:
         return sum(1 for w in self.workers.values() if w.avail)
@@ -378,7 +383,7 @@ class Holder:
                 else:
                     break
             drained = False
-            for key, _unused in self.sel.select(timeout=1.0):
+            for key, _unused in self.sel.select(timeout=self._timeout()):
                 what, obj = key.data
                 if what == "accept":
                     self._accept()
@@ -397,6 +402,8 @@ class Holder:
             for pool in self.pools.values():
                 if pool.dirty:
                     self._look(pool)
+                elif pool.waiting_since:
+                    self._recheck(pool)
             self._tick()
             if drained:
                 # Under load every client sends two records per daemon: take them in batches
@@ -471,6 +478,7 @@ class Holder:
             pool = self.pools[prefix] = Pool(prefix, maxproc, template=bool(at))
         pool.maxproc = maxproc
         pool.max_use = int(message.get("max_use", "0") or 0)
+        pool.one_client = "max_use" in message
         pool.pending.pop(unit, None)
         if message.get("stamp"):
             self._touch_stamp(str(message["stamp"]))
@@ -560,17 +568,62 @@ class Holder:
             self._grow(pool, len(retiring), f"{' '.join(retiring)} serve their last client (max_use {pool.max_use})")
             return
         if pool.avail():
+            self._recheck(pool)
             return
-        waiting = self._waiting(pool)
-        if waiting is not None:
-            # master_avail.c starts a process per waiting client; so does the holder, for all of them at
-            # once, counting those already on their way.
-            if waiting > len(pool.pending):
-                self._grow(pool, waiting - len(pool.pending), f"{waiting} clients wait")
+        wanted = self._wanted(pool)
+        if wanted is not None:
+            self._grow_for_waiting(pool, wanted)
         elif not pool.pending and pool.workers and all(fd in busy_seen or not w.avail for fd, w in pool.workers.items()):
             # Backlog unknown: grow one step earlier than master, when every worker took a client since
             # the last look.
             self._grow(pool, max(1, len(pool.workers) // 2), "every worker is or was just busy")
+
+    def _grow_for_waiting(self, pool: Pool, wanted: int) -> None:
+        """master_avail.c starts a process per waiting client; so does the holder, for all of them at
+        once, counting those already on their way, once they have waited GROW_GRACE."""
+        import time
+
+        need = min(wanted - len(pool.pending), pool.room())
+        now = time.monotonic()
+        if need <= 0:
+            pool.waiting_since = 0.0
+        elif not pool.waiting_since:
+            pool.waiting_since = now
+        elif now - pool.waiting_since >= GROW_GRACE:
+            pool.waiting_since = 0.0
+            self._grow(pool, need, f"{wanted} clients wait")
+        self._update(pool)
+
+    def _recheck(self, pool: Pool) -> None:
+        """After GROW_GRACE: do clients still wait?"""
+        import time
+
+        if not pool.waiting_since or time.monotonic() - pool.waiting_since < GROW_GRACE:
+            return
+        wanted = None if pool.avail() else self._wanted(pool)
+        if wanted is None:
+            pool.waiting_since = 0.0
+            self._update(pool)
+        else:
+            self._grow_for_waiting(pool, wanted)
+
+    def _timeout(self) -> float:
+        import time
+
+        since = [p.waiting_since for p in self.pools.values() if p.waiting_since]
+        if not since:
+            return 1.0
+        return max(0.0, min(1.0, min(since) + GROW_GRACE - time.monotonic()))
+
+    def _wanted(self, pool: Pool) -> int | None:
+        """Workers the waiting clients need, or None if the kernel does not say how many wait.
+
+        A single-server worker serves one client at a time: one per waiting client. A multi-server
+        one (trivial-rewrite, proxymap) takes many clients and queues them only while it is inside
+        one request, so one more at a time, as master forks one per wake-up of its listener.
+        """
+        waiting = self._waiting(pool)
+        return waiting if waiting is None or pool.one_client else min(waiting, 1)
 
     def _waiting(self, pool: Pool) -> int | None:
         """Clients in the accept queues of the pool's listeners, or None if the kernel does not say."""
@@ -604,8 +657,9 @@ class Holder:
 
     # -- pool growth (master_avail.c: watch the listener only while nobody is idle)
     def _update(self, pool: Pool) -> None:
+        # Not while clients are in their grace period: the listener stays readable, _recheck() looks again.
         want = (pool.template and bool(pool.listen) and pool.avail() == 0 and not pool.pending
-                and pool.room() > 0 and bool(pool.workers))
+                and not pool.waiting_since and pool.room() > 0 and bool(pool.workers))
         if want and not pool.watching:
             for sock in pool.listen:
                 self.sel.register(sock, self.event_read, ("listen", pool))
@@ -617,11 +671,11 @@ class Holder:
 
     def _demand(self, pool: Pool) -> None:
         """A client waits and every worker is busy: one worker per waiting client (or double the pool)."""
-        waiting = self._waiting(pool)
-        if waiting is None:
+        wanted = self._wanted(pool)
+        if wanted is None:
             self._grow(pool, max(2, len(pool.workers)), "all busy, a client waits")
         else:
-            self._grow(pool, max(1, waiting), f"all busy, {max(1, waiting)} clients wait")
+            self._grow_for_waiting(pool, max(1, wanted))
 
     def _grow(self, pool: Pool, wanted: int, why: str) -> None:
         import time
@@ -701,7 +755,8 @@ class Holder:
 
     def status(self) -> dict[str, object]:
         return {prefix: {"maxproc": p.maxproc, "workers": sorted(w.unit for w in p.workers.values()),
-                         "available": p.avail(), "pending": sorted(p.pending), "watching": p.watching}
+                         "available": p.avail(), "pending": sorted(p.pending), "watching": p.watching,
+                         "waiting": self._waiting(p) if p.listen else None}  # null: the kernel does not say
                 for prefix, p in sorted(self.pools.items())}
 
 

@@ -110,6 +110,9 @@ ACCEPT_TYPES = ("inet", "unix")
 TYPE_SLUG = {"inet": "inet", "unix": "unix", "unix-dgram": "dgram", "fifo": "fifo", "pass": "pass"}
 # Accept=yes with maxproc 0 ("no limit"): a bound so a flood cannot fork without end.
 UNLIMITED_CONNECTIONS = 1024
+# A pool worker's successor is a unit start (~90 ms of CPU) where master forks (~1 ms): pool
+# workers serve max_use x this many clients, unless their entry sets -o max_use itself.
+DEFAULT_MAX_USE_FACTOR = 10
 DEFAULT_KNOWN_TCP_PORTS = "lmtp=24, smtp=25, smtps=submissions=465, submission=587"
 
 
@@ -142,9 +145,7 @@ class Instance(Record):
     virtual_mailbox_base: str = ""
     maillog_file: str = ""
     max_use: str = "100"
-    # A pool worker's successor is a unit start (~90 ms of CPU) where master forks (~1 ms): pool
-    # workers serve max_use x this many clients, unless their entry sets -o max_use itself.
-    max_use_factor: str = "10"
+    max_use_factor: str = str(DEFAULT_MAX_USE_FACTOR)
     default_config_directory: str = "/etc/postfix"  # compiled-in; MAIL_CONFIG only when different
     chroot: str = "sandbox"  # 'sandbox': chroot=y as systemd sandboxing; 'postfix': keep -c
     # Daemons started as mail_owner read their pre-jail files (smtpd: TLS keys) as that user:
@@ -946,7 +947,7 @@ def pool_max_use(entry: Entry, instance: Instance) -> int:
     """max_use of a pool worker: the entry's own -o max_use as is, else main.cf's x max_use_factor."""
     if "max_use" in entry.options:
         return _atoi(entry.options["max_use"], 100)
-    return _atoi(instance.max_use, 100) * max(1, _atoi(instance.max_use_factor, 10))
+    return _atoi(instance.max_use, 100) * max(1, _atoi(instance.max_use_factor, DEFAULT_MAX_USE_FACTOR))
 
 
 def _effective(entry: Entry, instance: Instance, param: str) -> str:

@@ -227,7 +227,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         conf["python"] = p["python"]
     if p["max_use_factor"] < 1:
         module.fail_json(msg=f"max_use_factor must be 1 or more, not {p['max_use_factor']}")
-    if p["max_use_factor"] != 10:
+    if p["max_use_factor"] != _units.DEFAULT_MAX_USE_FACTOR:
         conf["max_use_factor"] = str(p["max_use_factor"])
     try:
         wanted = ("multi_instance_name", "queue_directory", "command_directory", "daemon_directory")
@@ -423,7 +423,7 @@ def main() -> None:
             "libexec_dir": {"type": "path", "default": "/usr/libexec/mailfleet-postfix"},
             "generator_dir": {"type": "path", "default": "/etc/systemd/system-generators"},
             "python": {"type": "path", "default": "/usr/bin/python3"},
-            "max_use_factor": {"type": "int", "default": 10},
+            "max_use_factor": {"type": "int", "default": _units.DEFAULT_MAX_USE_FACTOR},
             "timeout": {"type": "int", "default": 90},
         },
         supports_check_mode=True,

@@ -194,6 +194,25 @@ def test_idle_workers_exit_and_come_back(mail: Any) -> None:
     assert mail.run("pgrep -x smtpd").rc == 0
 
 
+def test_pool_grows_by_the_clients_that_wait(mail: Any) -> None:
+    ip = container_ip(MAIL)
+    clients = [socket.create_connection((ip, 25), timeout=30) for _unused in range(4)]
+    try:
+        # Each session holds a worker: the holder must start one per client left in the accept queue.
+        for conn in clients:
+            assert conn.recv(1024).startswith(b"220")
+        pools = holder_status(mail)
+        smtp = pools["postfix-default-smtp-inet"]
+        assert smtp["waiting"] == 0  # the kernel tells the holder the queue length (TCP_INFO)
+        assert 4 <= len(smtp["workers"]) + len(smtp["pending"]) <= 6, smtp  # not doubled ahead of demand
+        cleanup = pools.get("postfix-default-cleanup-unix")
+        assert cleanup is not None and isinstance(cleanup["waiting"], int), cleanup  # sock_diag, sandboxed
+    finally:
+        for conn in clients:
+            conn.sendall(b"QUIT\r\n")
+            conn.close()
+
+
 def test_kill_9_qmgr_recovers(mail: Any) -> None:
     before = mail.run("pgrep -x qmgr").stdout.strip()
     assert before

@@ -355,7 +355,8 @@ def wait_calls(env: Env, count: int, timeout: float = 5.0) -> list[str]:
 
 def test_pool_grows_per_waiting_client_up_to_maxproc(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
-    _unused, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="4")
+    single = ["--max-use", "100"]  # what single-server workers register with
+    _unused, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="4", extra=single)
     assert wait_for(Path(str(out) + ".ready"))
     # The only worker is busy but nobody waits: no second worker (master_avail.c would not fork).
     assert wait_calls(env, 1, timeout=1.0) == []
@@ -366,13 +367,27 @@ def test_pool_grows_per_waiting_client_up_to_maxproc(env: Env) -> None:
     assert wait_calls(env, 1) == ["start --no-block p@2.service p@3.service"]
     assert env.status()["p"]["pending"] == ["p@2.service", "p@3.service"]
     for n in (2, 3):
-        _unused, more = env.bridge([listen], mode="busy", unit=f"p@{n}.service", maxproc="4", report=f"p{n}.json")
+        _unused, more = env.bridge([listen], mode="busy", unit=f"p@{n}.service", maxproc="4", report=f"p{n}.json",
+                                   extra=single)
         assert wait_for(Path(str(more) + ".ready"))
-    for n in (4, 5):
+    for _unused in range(2):
         clients.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         clients[-1].connect(str(env.tmp / "pool.sock"))
     # Two more wait, but maxproc 4 leaves room for one.
     assert wait_calls(env, 2) == ["start --no-block p@2.service p@3.service", "start --no-block p@4.service"]
+    for client in clients:
+        client.close()
+
+
+def test_multi_client_pool_grows_by_one(env: Env) -> None:
+    listen = unix_listener(env.tmp / "pool.sock")
+    _unused, out = env.bridge([listen], mode="busy", unit="r@1.service", maxproc="10")  # no --max-use: multi-server
+    assert wait_for(Path(str(out) + ".ready"))
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _unused in range(3)]
+    for client in clients:
+        client.connect(str(env.tmp / "pool.sock"))
+    # trivial-rewrite queues connections only while inside one request: one more worker, as master forks.
+    assert wait_calls(env, 2, timeout=1.5) == ["start --no-block r@2.service"]
     for client in clients:
         client.close()
 
@@ -399,6 +414,38 @@ def test_listen_backlog_counts_waiting_clients(tmp_path: Path, family: int) -> N
     assert _bridge.listen_backlog(datagram, diag) is None
     assert _bridge.listen_backlog(unix_listener(tmp_path / "m.sock"), None) is None
     for sock in (listener, diag, datagram):
+        sock.close()
+
+
+def test_a_client_taken_within_the_grace_starts_nothing(tmp_path: Path) -> None:
+    owner, group = me()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    holder = _bridge.Holder(listener=listener, flow=str(tmp_path / "flow"), stamps=str(tmp_path / "used"),
+                            queue_directory=str(tmp_path), owner=owner, group=group, systemctl="/bin/false")
+    started: list[list[str]] = []
+    holder._start = lambda units, verb="start": started.append(units)  # type: ignore[method-assign]
+    pool = _bridge.Pool("g", maxproc=5, template=True)
+    pool.one_client = True
+    pool.listen = [unix_listener(tmp_path / "g.sock")]
+    a, b = socket.socketpair()
+    worker = _bridge.Worker(101, "g@1.service", a)
+    worker.avail = False
+    pool.workers[a.fileno()] = worker
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(tmp_path / "g.sock"))
+    holder._demand(pool)
+    assert started == [] and pool.waiting_since  # a reconnecting client: wait GROW_GRACE first
+    pool.listen[0].accept()[0].close()  # a worker that finished its session took it
+    time.sleep(_bridge.GROW_GRACE)
+    holder._recheck(pool)
+    assert started == [] and not pool.waiting_since
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.connect(str(tmp_path / "g.sock"))
+    holder._demand(pool)
+    time.sleep(_bridge.GROW_GRACE)
+    holder._recheck(pool)  # still waiting after the grace: a worker starts
+    assert started == [["g@2.service"]]
+    for sock in (a, b, client, late, pool.listen[0], listener):
         sock.close()
 
 
