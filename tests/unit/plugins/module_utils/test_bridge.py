@@ -370,7 +370,7 @@ def test_pool_grows_per_waiting_client_up_to_maxproc(env: Env) -> None:
         _unused, more = env.bridge([listen], mode="busy", unit=f"p@{n}.service", maxproc="4", report=f"p{n}.json",
                                    extra=single)
         assert wait_for(Path(str(more) + ".ready"))
-    for _unused in range(2):
+    for _extra in range(2):
         clients.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         clients[-1].connect(str(env.tmp / "pool.sock"))
     # Two more wait, but maxproc 4 leaves room for one.
@@ -417,20 +417,37 @@ def test_listen_backlog_counts_waiting_clients(tmp_path: Path, family: int) -> N
         sock.close()
 
 
+class OfflineHolder:
+    """A holder whose unit starts are recorded, with a pool of busy workers on a real listener."""
+
+    def __init__(self, tmp_path: Path, prefix: str, maxproc: int, busy: int) -> None:
+        owner, group = me()
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.holder = _bridge.Holder(listener=self.control, flow=str(tmp_path / "flow"),
+                                     stamps=str(tmp_path / "used"), queue_directory=str(tmp_path), owner=owner,
+                                     group=group, systemctl="/bin/false")
+        self.started: list[list[str]] = []
+        self.holder._start = lambda units, verb="start": self.started.append(units)  # type: ignore[method-assign]
+        self.pool = _bridge.Pool(prefix, maxproc=maxproc, template=True)
+        self.pool.listen = [unix_listener(tmp_path / f"{prefix}.sock")]
+        self.pairs = [socket.socketpair() for _unused in range(busy)]
+        for n, (a, _unused) in enumerate(self.pairs, start=1):
+            worker = _bridge.Worker(100 + n, f"{prefix}@{n}.service", a)
+            worker.avail = False
+            self.pool.workers[a.fileno()] = worker
+
+    def close(self) -> None:
+        for pair in self.pairs:
+            for sock in pair:
+                sock.close()
+        self.pool.listen[0].close()
+        self.control.close()
+
+
 def test_a_client_taken_within_the_grace_starts_nothing(tmp_path: Path) -> None:
-    owner, group = me()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    holder = _bridge.Holder(listener=listener, flow=str(tmp_path / "flow"), stamps=str(tmp_path / "used"),
-                            queue_directory=str(tmp_path), owner=owner, group=group, systemctl="/bin/false")
-    started: list[list[str]] = []
-    holder._start = lambda units, verb="start": started.append(units)  # type: ignore[method-assign]
-    pool = _bridge.Pool("g", maxproc=5, template=True)
+    off = OfflineHolder(tmp_path, "g", maxproc=5, busy=1)
+    holder, pool, started = off.holder, off.pool, off.started
     pool.one_client = True
-    pool.listen = [unix_listener(tmp_path / "g.sock")]
-    a, b = socket.socketpair()
-    worker = _bridge.Worker(101, "g@1.service", a)
-    worker.avail = False
-    pool.workers[a.fileno()] = worker
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(str(tmp_path / "g.sock"))
     holder._demand(pool)
@@ -445,33 +462,18 @@ def test_a_client_taken_within_the_grace_starts_nothing(tmp_path: Path) -> None:
     time.sleep(_bridge.GROW_GRACE)
     holder._recheck(pool)  # still waiting after the grace: a worker starts
     assert started == [["g@2.service"]]
-    for sock in (a, b, client, late, pool.listen[0], listener):
+    for sock in (client, late):
         sock.close()
+    off.close()
 
 
 def test_unknown_backlog_doubles_the_pool(tmp_path: Path) -> None:
-    owner, group = me()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    holder = _bridge.Holder(listener=listener, flow=str(tmp_path / "flow"), stamps=str(tmp_path / "used"),
-                            queue_directory=str(tmp_path), owner=owner, group=group, systemctl="/bin/false")
-    started: list[list[str]] = []
-    holder._start = lambda units, verb="start": started.append(units)  # type: ignore[method-assign]
-    holder.diag_tried = True  # as if sock_diag were not available (RestrictAddressFamilies, no unix_diag)
-    pool = _bridge.Pool("w", maxproc=6, template=True)
-    pool.listen = [unix_listener(tmp_path / "w.sock")]
-    pairs = [socket.socketpair() for _unused in range(4)]
-    for n, (a, _unused) in enumerate(pairs, start=1):
-        worker = _bridge.Worker(100 + n, f"w@{n}.service", a)
-        worker.avail = False
-        pool.workers[a.fileno()] = worker
-    holder._demand(pool)
-    assert started == [["w@5.service", "w@6.service"]]  # doubling, capped by maxproc 6
-    assert pool.room() == 0
-    for a, b in pairs:
-        a.close()
-        b.close()
-    pool.listen[0].close()
-    listener.close()
+    off = OfflineHolder(tmp_path, "w", maxproc=6, busy=4)
+    off.holder.diag_tried = True  # as if sock_diag were not available (RestrictAddressFamilies, no unix_diag)
+    off.holder._demand(off.pool)
+    assert off.started == [["w@5.service", "w@6.service"]]  # doubling, capped by maxproc 6
+    assert off.pool.room() == 0
+    off.close()
 
 
 def test_worker_at_max_use_gets_a_successor_early(env: Env) -> None:
