@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ._chroot_sync import QUEUE_SUBDIRS, JailError
 from ._chroot_sync import safe_jail_path as _safe_jail_path
-from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, active_entries
+from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, active_entries, disabled_by
 
 # Built-in defaults (postconf -d, Postfix 3.7) of every parameter read here.
 DEFAULTS: dict[str, str] = {
@@ -394,15 +394,7 @@ def service_disabled(entry: Entry, main: Mapping[str, str]) -> bool:
     name, kind = entry.service, entry.type
     if kind == "inet" and not params.get("inet_protocols").replace(",", " ").split():
         return True
-    for word in re.split(r"[\s,]+", params.get("master_service_disable").strip()):
-        if not word:
-            continue
-        negate = word.startswith("!")
-        word = word.lstrip("!")
-        pname, sep, ptype = word.rpartition("/") if "/" in word else word.rpartition(".")
-        if (sep and pname == name and ptype == kind) or (not sep and word == kind):
-            return not negate
-    return False
+    return disabled_by(name, kind, params.get("master_service_disable"))
 
 
 def daemon_of(entry: Entry) -> str:

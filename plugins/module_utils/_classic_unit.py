@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ._chroot import MasterLike, Params, as_entries, chroot_of, daemon_of, service_disabled
-from ._mastercf import Entry, MasterCfError
-from ._units import escape
+from ._mastercf import Entry
+from ._units import escape, short_name
 
 DEFAULT_KNOWN_TCP_PORTS = "lmtp=24, smtp=25, smtps=submissions=465, submission=587"
 # Every Postfix daemon probes AF_INET6; getifaddrs() needs netlink (inet_addr_local).
@@ -85,16 +85,7 @@ class ClassicInstance:
     @property
     def short_name(self) -> str:
         """'default' for the primary, 'edge' for postfix-edge (as the master-less units name it)."""
-        name = self.name.strip()
-        if name in ("", "-"):
-            return "default"
-        if name.startswith("postfix-") and len(name) > len("postfix-"):
-            name = name[len("postfix-"):]
-        if not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", name):
-            raise MasterCfError(f"instance name '{self.name}' cannot be used in unit names "
-                                "(letters, digits, '_', '.' and '-' only)", path="main.cf",
-                                field_name="multi_instance_name", value=self.name)
-        return name
+        return short_name(self.name)
 
     @property
     def prefix(self) -> str:

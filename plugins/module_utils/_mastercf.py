@@ -1032,6 +1032,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def disabled_by(service: str, kind: str, master_service_disable: str) -> bool:
+    """Whether master_service_disable names this entry (set_master_ent(): name/type, name.type, type, !negation)."""
+    for word in master_service_disable.replace(",", " ").split():
+        negate = word.startswith("!")
+        word = word.lstrip("!")
+        pname, sep, ptype = word.rpartition("/") if "/" in word else word.rpartition(".")
+        if (sep and pname == service and ptype == kind) or (not sep and word == kind):
+            return not negate
+    return False
+
+
 def active_entries(
     items: Union[str, MasterCf, Iterable[Any]],  # Any: filter input is checked at run time
     *,

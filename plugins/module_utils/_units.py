@@ -33,7 +33,7 @@ from __future__ import annotations
 import posixpath
 
 from . import _sandbox
-from ._mastercf import _ALNUM, MasterCfError, _all_in, _extpar, active_entries
+from ._mastercf import _ALNUM, MasterCfError, _all_in, _extpar, active_entries, disabled_by
 from ._sandbox import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -181,15 +181,7 @@ class Instance(Record):
     @property
     def short_name(self) -> str:
         """Instance name in paths: 'default' for the primary, 'out' for postfix-out."""
-        name = self.name.strip()
-        if name in ("", "-"):
-            return "default"
-        if name.startswith("postfix-") and len(name) > len("postfix-"):
-            name = name[len("postfix-"):]
-        if not _all_in(name, _ALNUM + "_.-") or name.startswith("-"):  # ^[A-Za-z0-9_.][A-Za-z0-9_.-]*$
-            raise MasterCfError(f"instance name '{self.name}' cannot be used in unit and file names", path=self.source or "main.cf",
-                                field_name="multi_instance_name", value=self.name)
-        return name
+        return short_name(self.name, source=self.source or "main.cf")
 
     @property
     def prefix(self) -> str:
@@ -459,6 +451,19 @@ def check_entry(entry: Entry, daemon: Daemon, instance: Instance) -> None:
         raise _error(entry, f"{name} requires privileged operation (unpriv must be n)", "unpriv")
 
 
+def short_name(multi_instance_name: str, *, source: str = "main.cf") -> str:
+    """'default' for the primary, 'out' for postfix-out: the instance's name in unit and file names."""
+    name = multi_instance_name.strip()
+    if name in ("", "-"):
+        return "default"
+    if name.startswith("postfix-") and len(name) > len("postfix-"):
+        name = name[len("postfix-"):]
+    if not _all_in(name, _ALNUM + "_.-") or name.startswith("-"):  # ^[A-Za-z0-9_.][A-Za-z0-9_.-]*$
+        raise MasterCfError(f"instance name '{multi_instance_name}' cannot be used in unit and file names",
+                            path=source, field_name="multi_instance_name", value=multi_instance_name)
+    return name
+
+
 # --------------------------------------------------------------------------- listeners
 
 
@@ -662,15 +667,7 @@ def disabled(entry: Entry, instance: Instance) -> bool:
     kind, name = fields_["type"], fields_["service"]
     if kind == "inet" and not _protocols(instance.inet_protocols):
         return True
-    for word in _words(instance.master_service_disable.strip()):
-        if not word:
-            continue
-        negate = word.startswith("!")
-        word = word.lstrip("!")
-        pname, sep, ptype = word.rpartition("/") if "/" in word else word.rpartition(".")
-        if (sep and pname == name and ptype == kind) or (not sep and word == kind):
-            return not negate
-    return False
+    return disabled_by(name, kind, instance.master_service_disable)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -150,7 +150,7 @@ def test_paths_are_quoted() -> None:
 
 
 def test_bad_instance_name() -> None:
-    with pytest.raises(MasterCfError, match="cannot be used in unit names"):
+    with pytest.raises(MasterCfError, match="cannot be used in unit and file names"):
         build_classic_units(EDGE, {"multi_instance_name": "postfix-a b"})
     assert ClassicInstance(name="postfix-out-2").unit == "postfix-out\\x2d2-master.service"
 

@@ -17,6 +17,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import
     TYPES,
     MasterCf,
     MasterCfError,
+    disabled_by,
     render_entry,
 )
 
@@ -509,3 +510,17 @@ def test_field_checks_match_the_regexes_they_replace(text: str) -> None:
     assert _mastercf._inet_name_ok(text) == bool(inet)
     local = re.match(r"^[A-Za-z0-9_.+/-]+$", text)
     assert _mastercf._all_in(_mastercf._re_end(text), _mastercf._ALNUM + "_.+/-") == bool(local)
+
+
+@pytest.mark.parametrize(("setting", "service", "kind", "expected"), [
+    ("", "smtp", "inet", False),
+    ("inet", "smtp", "inet", True),
+    ("smtp/inet", "smtp", "inet", True),
+    ("smtp.inet", "smtp", "inet", True),
+    ("smtp/inet", "submission", "inet", False),
+    ("!smtp/inet, inet", "smtp", "inet", False),  # the first match wins, as in set_master_ent()
+    ("inet, !smtp/inet", "smtp", "inet", True),
+    ("unix", "smtp", "inet", False),
+])
+def test_disabled_by_master_service_disable(setting: str, service: str, kind: str, expected: bool) -> None:
+    assert disabled_by(service, kind, setting) is expected
