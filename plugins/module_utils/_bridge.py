@@ -83,16 +83,14 @@ UDIAG_SHOW_RQLEN, UNIX_DIAG_RQLEN, UNIX_DIAG_MSG_SIZE, TCP_LISTEN = 0x10, 4, 16,
 
 def listen_backlog(sock: socket.socket, diag: socket.socket | None) -> int | None:
     """Clients waiting in a listener's accept queue; None where the kernel does not tell."""
-    import socket
-
-    if sock.type != socket.SOCK_STREAM:
+    if sock.type != _socket.SOCK_STREAM:
         return None
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    if sock.family in (_socket.AF_INET, _socket.AF_INET6):
+        info = sock.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_INFO, 32)
         return TCP_INFO_UNACKED.unpack_from(info, 24)[0] if len(info) >= 28 else None
-    if sock.family != socket.AF_UNIX or diag is None:
+    if sock.family != _socket.AF_UNIX or diag is None:
         return None
-    request = UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, os.fstat(sock.fileno()).st_ino,
+    request = UNIX_DIAG_REQ.pack(_socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, os.fstat(sock.fileno()).st_ino,
                                  UDIAG_SHOW_RQLEN, 0xFFFFFFFF, 0xFFFFFFFF)  # no cookie: look up by inode
     diag.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + request)
     data = diag.recv(4096)

@@ -41,9 +41,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ._chroot import MasterLike, Params, as_entries, chroot_of, daemon_of, service_disabled
 from ._mastercf import Entry
-from ._units import escape, short_name
+from ._units import DEFAULT_KNOWN_TCP_PORTS, escape, short_name
 
-DEFAULT_KNOWN_TCP_PORTS = "lmtp=24, smtp=25, smtps=submissions=465, submission=587"
 # Every Postfix daemon probes AF_INET6; getifaddrs() needs netlink (inet_addr_local).
 POSTFIX_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
 BASE_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER")
