@@ -47,16 +47,17 @@ export MAILFLEET_LAB_IMAGE
 
 results=()
 total=$SECONDS
+# A CI log shows only its tail: the failing tests are repeated there.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for s in "${scenarios[@]}"; do
   echo "molecule: === scenario $s ==="
   t=$SECONDS
   rc=0
+  setting=()
+  [[ $s == *:* ]] && setting=("MAILFLEET_ORCHESTRATOR=${s#*:}")
   # 9>&-: containers outlive molecule's processes and must not hold the lock.
-  if [[ $s == *:* ]]; then
-    MAILFLEET_ORCHESTRATOR=${s#*:} molecule --base-config "$base" test --scenario-name "${s%%:*}" 9>&- || rc=$?
-  else
-    molecule --base-config "$base" test --scenario-name "$s" 9>&- || rc=$?
-  fi
+  env "${setting[@]}" molecule --base-config "$base" test --scenario-name "${s%%:*}" 9>&- 2>&1 | tee "$log" || rc=$?
   results+=("$(printf '%-12s %-6s %4ds' "$s" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" "$((SECONDS - t))")")
   ((rc == 0)) || break
 done
@@ -64,4 +65,9 @@ done
 echo "molecule: --- results ---"
 printf 'molecule:   %s\n' "${results[@]}"
 echo "molecule: total $((SECONDS - total)) s"
-((rc == 0)) || die "scenario '$s' failed (exit $rc); its containers were destroyed by molecule"
+if ((rc != 0)); then
+  # pytest's failure lines, without molecule's colours and frame, each cut to 400 characters.
+  sed -E 's/\x1b\[[0-9;]*m//g; s/^ *│ ?//' "$log" | grep -E '^(FAILED|ERROR) [^ ]+::|^E   |timed out after' \
+    | cut -c1-400 | tail -n 30 | sed 's/^/molecule: | /' || true
+  die "scenario '$s' failed (exit $rc); its containers were destroyed by molecule"
+fi

@@ -186,6 +186,22 @@ class Fleet:
     def queued(self, name: str) -> int:
         return len(self.host(name).run("postqueue -j").stdout.splitlines())
 
+    def queue_state(self) -> dict[str, Any]:
+        """Per host: messages queued, by queue, and the first distinct reasons for their delay."""
+        state: dict[str, Any] = {}
+        for name in [*self.edges, self.delivery_name]:
+            queues: dict[str, int] = {}
+            reasons: list[str] = []
+            for line in self.host(name).run("postqueue -j").stdout.splitlines():
+                item = json.loads(line)
+                queues[item["queue_name"]] = queues.get(item["queue_name"], 0) + 1
+                for rcpt in item.get("recipients", []):
+                    reason = rcpt.get("delay_reason", "")
+                    if reason and reason not in reasons and len(reasons) < 2:
+                        reasons.append(reason[:160])
+            state[name.rsplit("-", 1)[-1]] = {"queued": queues, "reasons": reasons, "failed_units": self.failed_units(name)}
+        return state
+
     def failed_units(self, name: str) -> str:
         return self.host(name).run("systemctl list-units --failed --plain --no-legend 'postfix*'").stdout.strip()
 
@@ -208,8 +224,11 @@ class Fleet:
                              input=COUNTER, capture_output=True, text=True, check=True)
         return json.loads(res.stdout)
 
-    def settle(self, name: str, load: dict[str, Any], run: str, timeout: float = 150) -> dict[str, Any]:
-        """Wait until every accepted message is in the mailbox (or the timeout), then count."""
+    def settle(self, name: str, load: dict[str, Any], run: str, timeout: float = 240) -> dict[str, Any]:
+        """Wait until every accepted message is in the mailbox (or the timeout), then count.
+
+        On a timeout the summary's ``queues`` says where the missing mail is, for the assertion messages.
+        """
         accepted = {t for t, (s, _unused) in load["status"].items() if s == "accepted"}
         seen: dict[str, int] = {}
 
@@ -219,8 +238,9 @@ class Fleet:
             return accepted <= set(seen)
 
         deadline = time.monotonic() + timeout
-        while not arrived() and time.monotonic() < deadline:
+        while not (complete := arrived()) and time.monotonic() < deadline:
             time.sleep(2)
+        queues = {} if complete else self.queue_state()
         time.sleep(3)  # late duplicates would show up now
         seen = self.mailbox(run)
         states = [s for s, _unused in load["status"].values()]
@@ -234,11 +254,14 @@ class Fleet:
             "duplicates": sorted(t for t, c in seen.items() if c > 1),
             "unexpected": sorted(set(seen) - accepted - ambiguous),
             "client_seconds": load["seconds"], "retries": sum(a - 1 for _unused, a in load["status"].values()),
+            "queues": queues,
         }
         self.results.append(summary)
         print(f"\nfaults: {name}: sent {summary['sent']}, accepted {summary['accepted']}, delivered exactly once "
               f"{summary['delivered_exactly_once']}, lost {len(summary['lost'])}, duplicates {len(summary['duplicates'])}, "
               f"ambiguous {summary['ambiguous']} ({summary['ambiguous_delivered']} delivered), client retries {summary['retries']}")
+        if queues:
+            print(f"faults: {name}: not all accepted mail arrived within {timeout:.0f} s; queues: {queues}")
         return summary
 
     def power_cycle(self, name: str) -> None:
