@@ -183,8 +183,11 @@ class Fleet:
         res = self.host(name).run(f"systemctl start {unit}")
         assert res.rc == 0, res.stderr
 
+    def queue(self, name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.host(name).run("postqueue -j").stdout.splitlines()]
+
     def queued(self, name: str) -> int:
-        return len(self.host(name).run("postqueue -j").stdout.splitlines())
+        return len(self.queue(name))
 
     def queue_state(self) -> dict[str, Any]:
         """Per host: messages queued, by queue, and the first distinct reasons for their delay."""
@@ -192,8 +195,7 @@ class Fleet:
         for name in [*self.edges, self.delivery_name]:
             queues: dict[str, int] = {}
             reasons: list[str] = []
-            for line in self.host(name).run("postqueue -j").stdout.splitlines():
-                item = json.loads(line)
+            for item in self.queue(name):
                 queues[item["queue_name"]] = queues.get(item["queue_name"], 0) + 1
                 for rcpt in item.get("recipients", []):
                     reason = rcpt.get("delay_reason", "")
