@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run molecule scenarios one at a time (molecule test -s NAME), stop at the first failure and
-# print timings. Usage: tools/molecule.sh [SCENARIO[:ORCHESTRATOR]...]
+# print timings. Usage: tools/molecule.sh [SCENARIO[:ORCHESTRATOR][@RELEASE]...]
 # (default: every scenario, tools/scenarios.sh). fleet:master runs the fleet scenario with
-# MAILFLEET_ORCHESTRATOR=master (postfix_orchestrator of its hosts).
+# MAILFLEET_ORCHESTRATOR=master (postfix_orchestrator of its hosts); modules@bullseye runs the
+# modules scenario on the lab image of that Debian release (lab/build-image.sh, RELEASE=...).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,9 +22,15 @@ command -v molecule >/dev/null || die "molecule not found; run: make venv"
 scenarios=("$@")
 ((${#scenarios[@]})) || mapfile -t scenarios < <(tools/scenarios.sh)
 ((${#scenarios[@]})) || die "no scenarios found under molecule/"
+name_of() { local n=${1%%@*}; echo "${n%%:*}"; }
+orchestrator_of() { local n=${1%%@*}; [[ $n == *:* ]] && echo "${n#*:}"; return 0; }
+release_of() { [[ $1 == *@* ]] && echo "${1#*@}"; return 0; }
 for s in "${scenarios[@]}"; do
-  [[ -f molecule/${s%%:*}/molecule.yml ]] || die "no scenario '${s%%:*}' (molecule/${s%%:*}/molecule.yml missing)"
-  case $s in *:*) [[ ${s#*:} == master || ${s#*:} == systemd ]] || die "'$s': the orchestrator after ':' is master or systemd" ;; esac
+  n=$(name_of "$s")
+  [[ -f molecule/$n/molecule.yml ]] || die "no scenario '$n' (molecule/$n/molecule.yml missing)"
+  o=$(orchestrator_of "$s")
+  [[ -z $o || $o == master || $o == systemd ]] || die "'$s': the orchestrator after ':' is master or systemd"
+  [[ $(release_of "$s") =~ ^[a-z]*$ ]] || die "'$s': the release after '@' is a Debian codename"
 done
 
 if [[ -z ${ANSIBLE_COLLECTIONS_PATH:-} ]]; then
@@ -41,9 +48,13 @@ if ! flock -n 9; then
   flock 9
 fi
 
-lab/build-image.sh
-MAILFLEET_LAB_IMAGE=$(lab/build-image.sh --ref)
-export MAILFLEET_LAB_IMAGE
+declare -A images=()
+for s in "${scenarios[@]}"; do
+  r=$(release_of "$s")
+  [[ -z ${images[${r:-default}]:-} ]] || continue
+  RELEASE=$r lab/build-image.sh
+  images[${r:-default}]=$(RELEASE=$r lab/build-image.sh --ref)
+done
 
 results=()
 total=$SECONDS
@@ -54,11 +65,13 @@ for s in "${scenarios[@]}"; do
   echo "molecule: === scenario $s ==="
   t=$SECONDS
   rc=0
-  setting=()
-  [[ $s == *:* ]] && setting=("MAILFLEET_ORCHESTRATOR=${s#*:}")
+  r=$(release_of "$s")
+  setting=("MAILFLEET_LAB_IMAGE=${images[${r:-default}]}")
+  o=$(orchestrator_of "$s")
+  [[ -z $o ]] || setting+=("MAILFLEET_ORCHESTRATOR=$o")
   # 9>&-: containers outlive molecule's processes and must not hold the lock.
-  env "${setting[@]}" molecule --base-config "$base" test --scenario-name "${s%%:*}" 9>&- 2>&1 | tee "$log" || rc=$?
-  results+=("$(printf '%-12s %-6s %4ds' "$s" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" "$((SECONDS - t))")")
+  env "${setting[@]}" molecule --base-config "$base" test --scenario-name "$(name_of "$s")" 9>&- 2>&1 | tee "$log" || rc=$?
+  results+=("$(printf '%-18s %-6s %4ds' "$s" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" "$((SECONDS - t))")")
   ((rc == 0)) || break
 done
 

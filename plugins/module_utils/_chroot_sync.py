@@ -21,6 +21,7 @@ symbolic link, and only what the manifest says this code placed is removed.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import hashlib
 import json
@@ -615,6 +616,9 @@ def verify(queue: str, user: str, *, names: Sequence[str] = (), services: Sequen
         entry = pwd.getpwnam(user)
     except KeyError as exc:
         raise JailError(f"mail owner '{user}' does not exist") from exc
+    # getaddrinfo() encodes host names with the idna codec, imported on first use: inside the jail
+    # the Python library is out of reach.
+    codecs.lookup("idna")
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns

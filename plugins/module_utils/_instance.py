@@ -121,7 +121,7 @@ class Postfix:
         out = self._postconf("-c", config_dir, "-xh", *names).split("\n")
         if len(out) < len(names):
             raise InstanceError(f"postconf -c {config_dir} returned {len(out)} values for {len(names)} parameters")
-        return dict(zip(names, out[: len(names)], strict=True))
+        return dict(zip(names, out[: len(names)]))
 
     def set_permissions(self, config_dir: str) -> None:
         if self.tools.postfix is None:

@@ -286,7 +286,7 @@ def _parse_tokens(tokens: list[Token], *, path: str, line: int) -> ParsedEntry:
             line=line,
             field_name=missing,
         )
-    fields = {name: tok.text for name, tok in zip(FIELDS, tokens, strict=False)}
+    fields = {name: tok.text for name, tok in zip(FIELDS, tokens)}
     rest = tokens[len(FIELDS):]
     args: list[str] = []
     options: list[Option] = []
@@ -574,7 +574,7 @@ def _looks_like_entry(body: str) -> bool:
     parts = body.split()
     if len(parts) < len(FIELDS):
         return False
-    fields = dict(zip(FIELDS, parts, strict=False))
+    fields = dict(zip(FIELDS, parts))
     try:
         validate_fields(fields)
     except MasterCfError:
@@ -799,7 +799,7 @@ class MasterCf(_Value):
             if "\t" in first or any(t.line != 0 for t in toks[: len(FIELDS)]):
                 continue
             starts = [t.start for t in toks[: len(FIELDS)]]
-            return tuple(b - a for a, b in zip(starts, starts[1:], strict=False))
+            return tuple(b - a for a, b in zip(starts, starts[1:]))
         return DEFAULT_WIDTHS
 
     def apply(self, spec: Mapping[str, Any]) -> bool:

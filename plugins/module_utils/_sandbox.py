@@ -49,7 +49,7 @@ class Record:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(self._fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
-        values = dict(zip(self._fields, args, strict=False))
+        values = dict(zip(self._fields, args))
         for key, value in kwargs.items():
             if key not in self._fields or key in values:
                 raise TypeError(f"{type(self).__name__}: unexpected or repeated field '{key}'")

@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _instance as lib
 from ansible_collections.mailfleet.postfix.plugins.module_utils._maincf import MainCf
+from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import make_primary
 
 HAVE_POSTFIX = shutil.which("postconf", path="/usr/sbin:/sbin:" + os.environ.get("PATH", "")) is not None
 needs_postfix = pytest.mark.skipif(not HAVE_POSTFIX or os.geteuid() != 0, reason="needs root and Postfix installed")
@@ -244,14 +245,7 @@ class Tree:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.etc = root / "etc"
-        self.primary = self.etc / "postfix"
-        self.primary.mkdir(parents=True)
-        for name in ("main.cf", "master.cf"):
-            shutil.copy(f"/etc/postfix/{name}", self.primary / name)
-        for sub in ("spool/postfix", "lib/postfix"):
-            (root / sub).mkdir(parents=True)
-        with open(self.primary / "main.cf", "a", encoding="utf-8") as handle:
-            handle.write(f"queue_directory = {root}/spool/postfix\ndata_directory = {root}/lib/postfix\n")
+        self.primary = make_primary(root)
         self.postfix = lib.Postfix(primary=str(self.primary))
 
     def run(self, name: str = "postfix-edge", *, check_mode: bool = False, **kw: Any) -> lib.Result:
@@ -293,7 +287,7 @@ def test_create_registers_and_sets_postfix_permissions(tree: Tree) -> None:
     assert stat.S_IMODE(maildrop.st_mode) == 0o730
     assert stat.S_IMODE(os.stat(result.data_directory).st_mode) == 0o700
     assert subprocess.run(["postfix", "-c", config, "check"], capture_output=True, check=False).returncode == 0
-    assert (tree.etc / "postfix-edge" / "master.cf").read_text() == Path("/etc/postfix/master.cf.proto").read_text()
+    assert (tree.etc / "postfix-edge" / "master.cf").read_text() == (tree.root / "meta" / "master.cf.proto").read_text()
 
 
 @needs_postfix
@@ -381,8 +375,9 @@ def test_two_instances_and_conflicts(tree: Tree) -> None:
 
 @needs_postfix
 def test_listen_conflict_is_refused_before_any_change(tree: Tree) -> None:
+    # The primary listens on smtp at every address.
+    subprocess.run(["postconf", "-c", str(tree.primary), "-e", "inet_interfaces=all"], check=True)
     before = tree.snapshot()
-    # The primary copy listens on smtp at every address (inet_interfaces = all).
     with pytest.raises(lib.InstanceError, match=r"would listen where another instance .*10\.9\.9\.9:25 overlaps \*:25"):
         tree.run(master_service_disable="", listen=["10.9.9.9:25"])
     assert tree.snapshot() == before
@@ -456,11 +451,7 @@ def test_queue_is_not_moved_away_from_mail(tree: Tree) -> None:
 
 @needs_postfix
 def test_refused_configuration_creates_nothing(tree: Tree) -> None:
-    meta = tree.root / "meta"
-    shutil.copytree("/etc/postfix", meta, ignore=shutil.ignore_patterns("sasl", "*.d"))
-    (meta / "master.cf.proto").write_text("smtp inet n - y - - smtpd\nbroken unix x\n")
-    with open(tree.primary / "main.cf", "a", encoding="utf-8") as handle:
-        handle.write(f"meta_directory = {meta}\n")
+    (tree.root / "meta" / "master.cf.proto").write_text("smtp inet n - y - - smtpd\nbroken unix x\n")
     with pytest.raises(lib.InstanceError, match="refused the new instance's configuration"):
         tree.run()
     assert not (tree.etc / "postfix-edge").exists()

@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _instance
 from ansible_collections.mailfleet.postfix.plugins.modules import instance as module
+from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import make_primary
 
 pytestmark = pytest.mark.skipif(
     shutil.which("postconf", path="/usr/sbin:/sbin:" + os.environ.get("PATH", "")) is None or os.geteuid() != 0,
@@ -45,14 +46,7 @@ class Exit(Exception):
 
 @pytest.fixture
 def primary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    etc = tmp_path / "etc" / "postfix"
-    etc.mkdir(parents=True)
-    for name in ("main.cf", "master.cf"):
-        shutil.copy(f"/etc/postfix/{name}", etc / name)
-    for sub in ("spool/postfix", "lib/postfix"):
-        (tmp_path / sub).mkdir(parents=True)
-    with open(etc / "main.cf", "a", encoding="utf-8") as handle:
-        handle.write(f"queue_directory = {tmp_path}/spool/postfix\ndata_directory = {tmp_path}/lib/postfix\n")
+    etc = make_primary(tmp_path)
     monkeypatch.setattr(_instance.Postfix, "primary_directory", lambda self: str(etc))
 
     def exit_json(self: Any, **kw: Any) -> None:

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run a command with the host configuration that tests must never lean on hidden: in a private
+# mount namespace, empty directories cover /etc/postfix, /etc/ansible and the invoking user's
+# ~/.ansible, and ~/.ansible.cfg reads as empty. HOME points into build/, ANSIBLE_* settings from the
+# caller's environment are dropped. A test that depends on such state then fails on every machine,
+# not only on fresh ones. Usage: tools/hermetic.sh COMMAND [ARG...]
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+die() { echo "hermetic: $*" >&2; exit 1; }
+(($#)) || die "usage: tools/hermetic.sh COMMAND [ARG...]"
+
+if [[ ${MAILFLEET_HERMETIC:-} != inside ]]; then
+  command -v unshare >/dev/null || die "unshare (util-linux) is not installed"
+  user_home=$(getent passwd "$(id -u)" | cut -d: -f6)
+  [[ -n $user_home ]] || user_home=$HOME
+  # Root gets a plain mount namespace; anyone else a user namespace that keeps their own uid.
+  ns=(--mount --propagation private)
+  [[ $(id -u) -eq 0 ]] || ns=(--user --map-current-user "${ns[@]}")
+  # Only variables the Makefile itself sets survive: a developer's ANSIBLE_CONFIG and friends do not.
+  unset_vars=()
+  while IFS='=' read -r name _; do
+    case $name in
+      ANSIBLE_COLLECTIONS_PATH | ANSIBLE_ROLES_PATH) ;;
+      ANSIBLE_* | MOLECULE_*) unset_vars+=(-u "$name") ;;
+    esac
+  done < <(env)
+  unshare "${ns[@]}" true \
+    || die "could not enter a private mount namespace (unshare ${ns[*]}); the tests need one to hide host configuration"
+  exec env "${unset_vars[@]}" MAILFLEET_HERMETIC=inside MAILFLEET_USER_HOME="$user_home" \
+    unshare "${ns[@]}" -- "$0" "$@"
+fi
+
+hide_dir() {
+  [[ -d $1 ]] || return 0
+  mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev mailfleet-hidden "$1" || die "could not hide $1"
+}
+hide_dir /etc/postfix
+hide_dir /etc/ansible
+hide_dir "$MAILFLEET_USER_HOME/.ansible"
+if [[ -f $MAILFLEET_USER_HOME/.ansible.cfg ]]; then
+  mount --bind /dev/null "$MAILFLEET_USER_HOME/.ansible.cfg" || die "could not hide ~/.ansible.cfg"
+fi
+
+home=$root/build/home
+rm -rf "$home"
+mkdir -p "$home"
+export HOME=$home
+unset MAILFLEET_HERMETIC MAILFLEET_USER_HOME
+exec "$@"
