@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command with the host configuration that tests must never lean on hidden: in a private
 # mount namespace, empty directories cover /etc/postfix, /etc/ansible and the invoking user's
-# ~/.ansible, and ~/.ansible.cfg reads as empty. HOME points into build/, ANSIBLE_* settings from the
+# ~/.ansible, and ~/.ansible.cfg reads as empty. HOME is an empty build/hermetic-home, ANSIBLE_* settings from the
 # caller's environment are dropped. A test that depends on such state then fails on every machine,
 # not only on fresh ones. Usage: tools/hermetic.sh COMMAND [ARG...]
 set -euo pipefail
@@ -42,7 +42,8 @@ if [[ -f $MAILFLEET_USER_HOME/.ansible.cfg ]]; then
   mount --bind /dev/null "$MAILFLEET_USER_HOME/.ansible.cfg" || die "could not hide ~/.ansible.cfg"
 fi
 
-home=$root/build/home
+# An empty home of its own each run; build/home keeps the other tools' caches (ansible-test's venvs).
+home=$root/build/hermetic-home
 rm -rf "$home"
 mkdir -p "$home"
 export HOME=$home

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# ansible-lint (production profile), ruff and mypy; runs all three and fails if any failed.
+# ansible-lint (production profile), ruff, mypy and vermin; runs them all and fails if any failed.
 # Config: .ansible-lint and pyproject.toml.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 [[ -x $root/.venv/bin/ansible-lint ]] && PATH=$root/.venv/bin:$PATH
-for tool in ansible-lint ruff mypy; do
+for tool in ansible-lint ruff mypy vermin; do
   command -v "$tool" >/dev/null || { echo "lint: $tool not found; run: make venv" >&2; exit 1; }
 done
 # mypy reads the code through this link too (pyproject.toml), so refresh it even when the
@@ -38,6 +38,9 @@ mypy_run() {
   return "${PIPESTATUS[0]}"
 }
 step mypy mypy_run
+# Module code (modules, module_utils, the on-host generator and bridge) runs on the managed host's
+# Python, 3.9 and newer (docs/support.md): vermin knows which library calls and syntax need more.
+step vermin vermin --no-tips --violations --target=3.9- plugins
 
 ((${#failed[@]} == 0)) || { echo "lint: FAILED: ${failed[*]}"; exit 1; }
 echo "lint: ok"

@@ -66,7 +66,7 @@ for s in "${scenarios[@]}"; do
   t=$SECONDS
   rc=0
   r=$(release_of "$s")
-  setting=("MAILFLEET_LAB_IMAGE=${images[${r:-default}]}")
+  setting=("MAILFLEET_LAB_IMAGE=${images[${r:-default}]}" "MAILFLEET_LAB_RELEASE=${r:-bookworm}")
   o=$(orchestrator_of "$s")
   [[ -z $o ]] || setting+=("MAILFLEET_ORCHESTRATOR=$o")
   # 9>&-: containers outlive molecule's processes and must not hold the lock.

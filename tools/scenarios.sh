@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Molecule scenarios that make test runs, cheapest first; NAME:ORCHESTRATOR runs a scenario again
-# with the other orchestrator (tools/molecule.sh).
+# with the other orchestrator, NAME@RELEASE on another Debian release's lab image
+# (tools/molecule.sh). The rest of the support matrix is make test-matrix (docs/support.md).
 set -euo pipefail
 cd "$(dirname "$0")/../molecule"
-for s in modules chroot systemd default fleet fleet:master faults; do
-  [[ -f ${s%%:*}/molecule.yml ]] && echo "$s"
+for s in modules modules@bullseye modules@trixie chroot systemd default fleet fleet:master faults; do
+  n=${s%%@*}
+  [[ -f ${n%%:*}/molecule.yml ]] && echo "$s"
 done
 exit 0

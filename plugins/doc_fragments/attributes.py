@@ -26,6 +26,8 @@ class ModuleDocFragment:
     # Descriptions only, except platform: each module states its own support levels.
     DOCUMENTATION = r"""
 options: {}
+requirements:
+  - Python 3.9 or newer on the managed host (see C(docs/support.md) for the tested distributions).
 attributes:
   check_mode:
     description:

@@ -163,12 +163,30 @@ def postconf_facts(config_dir: str, params: tuple[str, ...], postconf: str = POS
     return parse_postconf(postconf_output(config_dir, params, postconf))
 
 
-def master_units(name: str) -> tuple[str, ...]:
-    """The distribution units that run master(8) for this instance (multi_instance_name or '-')."""
-    debian = any(os.path.exists(os.path.join(d, "postfix@.service")) for d in UNIT_DIRS)
-    if debian:
-        return (f"postfix@{'-' if name in ('', '-') else name}.service",)
-    return ("postfix.service",) if name in ("", "-") else ()
+def master_units(name: str, unit_dirs: Sequence[str] = UNIT_DIRS) -> tuple[str, ...]:
+    """The distribution units that run master(8) for this instance (multi_instance_name or '-').
+
+    Debian up to 12: postfix@INSTANCE.service runs `postmulti -i INSTANCE` ('-' is the primary) and
+    postfix.service only groups them. Debian 13: postfix.service runs the primary itself and
+    postfix@NAME.service the instance in /etc/postfix-NAME. Other systems: postfix.service.
+    """
+    primary = name in ("", "-")
+    template = None
+    for directory in unit_dirs:
+        try:
+            with open(os.path.join(directory, "postfix@.service"), encoding="utf-8", errors="replace") as handle:
+                template = handle.read()
+            break
+        except OSError:
+            continue
+    if template is None:
+        return ("postfix.service",) if primary else ()
+    if "postmulti" in template:
+        return (f"postfix@{'-' if primary else name}.service",)
+    if primary:
+        return ("postfix.service",)
+    suffix = name[len("postfix-"):] if name.startswith("postfix-") else ""
+    return (f"postfix@{suffix}.service",) if suffix else ()
 
 
 # --------------------------------------------------------------------------- who may read smtpd's secrets

@@ -159,6 +159,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_unit im
     ClassicUnits,
     build_classic_units,
 )
+from ansible_collections.mailfleet.postfix.plugins.module_utils._generator import master_units  # noqa: E402
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError  # noqa: E402
 
 
@@ -368,7 +369,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         watch = jail_watch(master_text, params, config_dir) if module.params["jail"] and not absent else []
         generated = build_classic_units(master_text, params, jail_watch=watch, source=master_path,
                                         extra={"libexec_directory": module.params["libexec_dir"],
-                                               "python": sys.executable or "/usr/bin/python3"})
+                                               "python": sys.executable or "/usr/bin/python3",
+                                               "distribution_unit": next(iter(master_units(
+                                                   params.get("multi_instance_name") or "-")), None)})
     except (ChrootPlanError, MasterCfError) as exc:
         module.fail_json(msg=f"cannot generate the unit of {config_dir}: {exc}")
     main_unit = os.path.join(module.params["unit_dir"], generated.instance.unit)

@@ -140,6 +140,16 @@ def test_commands_and_names() -> None:
     assert "postmulti" not in primary.units[primary.instance.unit]
 
 
+def test_debian_13_primary_masks_postfix_service_and_leaves_its_group() -> None:
+    # Debian 13's postfix.service runs the primary's master itself: masked, and no group to join.
+    primary = build_classic_units(DEBIAN, {}, extra={"distribution_unit": "postfix.service"})
+    text = primary.units[primary.instance.unit]
+    assert primary.masks == ["postfix.service"]
+    assert "Conflicts=postfix.service postfix-default.target" in text
+    assert "PartOf=" not in text and "ReloadPropagatedFrom=" not in text
+    assert "WantedBy=multi-user.target\n" in text
+
+
 def test_paths_are_quoted() -> None:
     units = build_classic_units(EDGE, {"config_directory": "/etc/post fix", "command_directory": "/opt/p%x",
                                        "queue_directory": "/var/spool/p%q"})

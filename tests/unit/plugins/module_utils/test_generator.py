@@ -267,3 +267,30 @@ def test_mapping_imports_nothing_slow(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-I", "-S", "-c", script], input=DEBIAN, capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == []
+
+
+# The lines of Debian's postfix@.service that tell the two layouts apart.
+DEBIAN_12_TEMPLATE = "[Service]\nType=forking\nExecStart=/usr/sbin/postmulti -i %i -p start\n"
+DEBIAN_13_TEMPLATE = "[Service]\nType=forking\nEnvironment=MAIL_CONFIG=/etc/postfix-%I\nExecStart=postfix debian-systemd-start\n"
+
+
+@pytest.mark.parametrize(
+    ("template", "name", "want"),
+    [
+        (DEBIAN_12_TEMPLATE, "-", ("postfix@-.service",)),
+        (DEBIAN_12_TEMPLATE, "postfix-edge", ("postfix@postfix-edge.service",)),
+        (DEBIAN_13_TEMPLATE, "-", ("postfix.service",)),
+        (DEBIAN_13_TEMPLATE, "", ("postfix.service",)),
+        (DEBIAN_13_TEMPLATE, "postfix-edge", ("postfix@edge.service",)),
+        (DEBIAN_13_TEMPLATE, "mail-edge", ()),  # Debian 13's template only serves /etc/postfix-NAME
+        (None, "-", ("postfix.service",)),
+        (None, "postfix-edge", ()),
+    ],
+)
+def test_master_units_follow_the_distribution_layout(tmp_path: Path, template: str | None, name: str,
+                                                     want: tuple[str, ...]) -> None:
+    units = tmp_path / "lib" / "systemd" / "system"
+    units.mkdir(parents=True)
+    if template is not None:
+        (units / "postfix@.service").write_text(template)
+    assert _generator.master_units(name, (str(tmp_path / "nowhere"), str(units))) == want
