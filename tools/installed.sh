@@ -28,9 +28,10 @@ if ! diff <(members "$tarball") <(members "$work/used"/mailfleet-postfix-*.tar.g
 fi
 say "tarball $(basename "$tarball"): $(members "$tarball" | wc -l) entries, the same from this checkout as from a fresh clone"
 
-ansible-galaxy collection install --offline -p "$work/collections" "$tarball" >/dev/null
-# Only the installed copy: not build/collections (the link to this checkout).
+# Only the installed copy: not build/collections (the link to this checkout), nor a copy that
+# molecule put in the tools' home.
 export ANSIBLE_COLLECTIONS_PATH=$work/collections
+ansible-galaxy collection install --offline --force -p "$work/collections" "$tarball" >/dev/null
 where=$(ansible-galaxy collection list mailfleet.postfix --format json)
 [[ $where == *"$work/collections/ansible_collections"* && $where != *"$root/build/collections"* ]] \
   || die "mailfleet.postfix does not resolve to the installed copy only: $where"

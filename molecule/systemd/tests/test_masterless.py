@@ -48,13 +48,20 @@ def no_master(request: pytest.FixtureRequest, mail: Any) -> Iterator[None]:
         assert mail.run("pgrep -x master").stdout == "", "a master(8) process runs"
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0, explain: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
+
+
+def mail_state(host: Any) -> str:
+    """What a failed delivery leaves to read: the queue, failed units and the mail log."""
+    return host.run("postqueue -p | tail -n 20; systemctl list-units --failed --plain --no-legend; "
+                    "journalctl -b --no-pager -n 40 -o short-precise -t postfix/smtp -t postfix/qmgr "
+                    "-t postfix/smtpd -t postfix/cleanup").stdout
 
 
 def token() -> str:
@@ -139,7 +146,8 @@ def test_bounce_for_unknown_local_user(mail: Any) -> None:
 def test_relay_to_smtp_sink(mail: Any, sink: Any) -> None:
     subject = f"relay-{token()}"
     assert swaks(mail, "someone@sink.test", subject).rc == 0
-    wait_for(lambda: sink.run(f"grep -qF '{subject}' /var/tmp/sink.mbox").rc == 0, "the message at smtp-sink")
+    wait_for(lambda: sink.run(f"grep -qF '{subject}' /var/tmp/sink.mbox").rc == 0, "the message at smtp-sink",
+             explain=lambda: mail_state(mail) + sink.run("systemctl status --no-pager -n 10 smtp-sink").stdout)
 
 
 def test_postscreen_passes_clients_to_smtpd(mail: Any) -> None:
