@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The collection as users get it: build the tarball from a copy of the files a fresh clone has,
+# The collection as users get it: build the tarball from a copy of the files a fresh clone has (tracked),
 # check that a build from this (used) checkout ships the same files, install the tarball into a
 # collections path of its own and run tests/installed/play.yml against a lab host from that copy.
 set -euo pipefail
@@ -15,7 +15,8 @@ die() { echo "installed: $*" >&2; exit 1; }
 
 rm -rf "$work"
 mkdir -p "$work/fresh" "$work/used" "$work/collections"
-git ls-files -z -co --exclude-standard \
+# A fresh clone has the tracked files only (an untracked file must not ship unnoticed).
+git ls-files -z \
   | while IFS= read -r -d '' f; do if [[ -e $f || -L $f ]]; then printf '%s\0' "$f"; fi; done \
   | tar --null -T - -cf - | tar -xf - -C "$work/fresh"
 ansible-galaxy collection build -v --output-path "$work" "$work/fresh" >/dev/null
@@ -24,7 +25,7 @@ ansible-galaxy collection build --output-path "$work/used" "$root" >/dev/null
 members() { tar -tzf "$1" | sed 's#/$##' | sort; }
 if ! diff <(members "$tarball") <(members "$work/used"/mailfleet-postfix-*.tar.gz) >"$work/members.diff"; then
   sed 's/^/installed:   /' "$work/members.diff" >&2
-  die "a build from this checkout ships other files than one from a fresh clone (< fresh, > this checkout); add them to build_ignore in galaxy.yml"
+  die "a build from this checkout ships other files than one from a fresh clone (< fresh, > this checkout): add caches to build_ignore in galaxy.yml; git add new files (untracked: $(git ls-files -o --exclude-standard | head -5 | tr '\n' ' '))"
 fi
 say "tarball $(basename "$tarball"): $(members "$tarball" | wc -l) entries, the same from this checkout as from a fresh clone"
 

@@ -68,7 +68,7 @@ class ClassicInstance:
     known_tcp_ports: str = DEFAULT_KNOWN_TCP_PORTS
     libexec_directory: str = "/usr/libexec/mailfleet-postfix"
     python: str = "/usr/bin/python3"
-    # The distribution's unit that runs master(8) for this instance (_generator.master_units).
+    # The distribution's units that run master(8) for this instance, space-separated (_generator.master_units).
     distribution_unit: str = ""
 
     @classmethod
@@ -98,9 +98,9 @@ class ClassicInstance:
         return self.prefix + UNIT_SUFFIX
 
     @property
-    def debian_unit(self) -> str:
-        """The distribution's unit for this instance (Debian 12: postfix@-.service for the primary)."""
-        return self.distribution_unit or f"postfix@{'-' if self.name in ('', '-') else self.name}.service"
+    def distribution_units(self) -> list[str]:
+        """The distribution's units for this instance (Debian 12: postfix@-.service for the primary)."""
+        return self.distribution_unit.split() or [f"postfix@{'-' if self.name in ('', '-') else self.name}.service"]
 
     @property
     def postfix(self) -> str:
@@ -323,14 +323,14 @@ def _master_unit(inst: ClassicInstance, kind: str, decisions: Sequence[Decision]
     unit = [
         ("Description", f"Postfix mail system, instance {inst.name} ({inst.config_directory}, master mode, {kind})"),
         ("Documentation", "man:postfix(1) man:master(8)"),
-        ("After", " ".join(["network-online.target", "nss-lookup.target", inst.debian_unit] + jail_units)),
+        ("After", " ".join(["network-online.target", "nss-lookup.target", *inst.distribution_units] + jail_units)),
         ("Wants", " ".join(["network-online.target"] + jail_units)),
         # Debian's unit (masked as well) and the master-less units must never run a second master here.
-        ("Conflicts", f"{inst.debian_unit} {inst.prefix}.target"),
+        ("Conflicts", " ".join([*inst.distribution_units, f"{inst.prefix}.target"])),
     ]
     # postfix.service groups the instances (Debian); where it runs the primary's master itself
     # (Debian 13, other systems) it is masked for the primary and groups nothing.
-    grouped = inst.debian_unit != "postfix.service"
+    grouped = "postfix.service" not in inst.distribution_units
     if grouped:
         unit += [("PartOf", "postfix.service"), ("Before", "postfix.service"), ("ReloadPropagatedFrom", "postfix.service")]
     service: list[tuple[str, str]] = [
@@ -423,5 +423,5 @@ def build_classic_units(
     out.units[inst.unit] = _master_unit(inst, kind, decisions, jail, source)
     if jail:
         out.units.update(_jail_units(inst, jail_watch))
-    out.masks = [inst.debian_unit]
+    out.masks = list(inst.distribution_units)
     return out

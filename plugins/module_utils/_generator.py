@@ -29,7 +29,7 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:  # annotations only: the generator avoids import costs at boot
-    from typing import Sequence
+    from typing import Optional, Sequence
 
     from ._mastercf import Entry
     from ._units import UnitSet
@@ -38,7 +38,8 @@ CONF_DIR = "/etc/mailfleet-postfix/instances"
 STATE_DIR = "/var/lib/mailfleet-postfix"
 RUN_DIR = "/run/mailfleet-postfix"
 POSTCONF = "/usr/sbin/postconf"
-UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system")
+# Where the distribution's postfix@.service is looked up, an admin's full copy in /etc first.
+UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 TAG = "mailfleet-postfix-generator"
 # main.cf parameters the mapping reads (postconf -x, so the values are expanded).
 FACT_PARAMS = (
@@ -163,16 +164,23 @@ def postconf_facts(config_dir: str, params: tuple[str, ...], postconf: str = POS
     return parse_postconf(postconf_output(config_dir, params, postconf))
 
 
-def master_units(name: str, unit_dirs: Sequence[str] = UNIT_DIRS) -> tuple[str, ...]:
+def _exec_lines(template: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in template.splitlines()
+            if line.strip().startswith(("ExecStart=", "Environment=")) and "=" in line]
+
+
+def master_units(name: str, config_directory: str = "", unit_dirs: Optional[Sequence[str]] = None) -> tuple[str, ...]:
     """The distribution units that run master(8) for this instance (multi_instance_name or '-').
 
     Debian up to 12: postfix@INSTANCE.service runs `postmulti -i INSTANCE` ('-' is the primary) and
     postfix.service only groups them. Debian 13: postfix.service runs the primary itself and
-    postfix@NAME.service the instance in /etc/postfix-NAME. Other systems: postfix.service.
+    postfix@NAME.service the instance in /etc/postfix-NAME. No template: postfix.service runs the
+    primary. A template of neither kind: every candidate, since an unmasked one could start a second
+    master on the instance's queue.
     """
     primary = name in ("", "-")
     template = None
-    for directory in unit_dirs:
+    for directory in UNIT_DIRS if unit_dirs is None else unit_dirs:
         try:
             with open(os.path.join(directory, "postfix@.service"), encoding="utf-8", errors="replace") as handle:
                 template = handle.read()
@@ -181,12 +189,20 @@ def master_units(name: str, unit_dirs: Sequence[str] = UNIT_DIRS) -> tuple[str, 
             continue
     if template is None:
         return ("postfix.service",) if primary else ()
-    if "postmulti" in template:
+    lines = _exec_lines(template)
+    postmulti = any("postmulti" in line and "%i" in line for line in lines)
+    per_directory = any("MAIL_CONFIG=/etc/postfix-%I" in line for line in lines)
+    if postmulti and not per_directory:
         return (f"postfix@{'-' if primary else name}.service",)
-    if primary:
-        return ("postfix.service",)
-    suffix = name[len("postfix-"):] if name.startswith("postfix-") else ""
-    return (f"postfix@{suffix}.service",) if suffix else ()
+    parent, base = os.path.split(config_directory.rstrip("/"))
+    by_directory = f"postfix@{base[len('postfix-'):]}.service" if parent == "/etc" and base.startswith("postfix-") \
+        and base != "postfix-" else ""
+    if per_directory and not postmulti:
+        if primary:
+            return ("postfix.service",)
+        return (by_directory,) if by_directory else ()
+    candidates = ["postfix.service", "postfix@-.service"] if primary else [f"postfix@{name}.service", by_directory]
+    return tuple(dict.fromkeys(c for c in candidates if c))
 
 
 # --------------------------------------------------------------------------- who may read smtpd's secrets
@@ -281,6 +297,8 @@ class Inputs:
         here = lib_dir or os.path.dirname(os.path.abspath(__file__))
         stats = [os.path.join(here, n) for n in ("_mastercf.py", "_units.py", "_sandbox.py", "_generator.py")]
         stats.append("/etc/group")
+        # Which unit runs master(8) (master_units) decides the masks and Conflicts=.
+        stats += [os.path.join(d, "postfix@.service") for d in UNIT_DIRS]
         # smtpd's pre-jail files decide User=/SupplementaryGroups=: their permissions count too.
         words = [w for v in (self.facts.get(p, "") for p in SECRET_PARAMS) for w in v.replace(",", " ").split()]
         words += [w.split("=", 1)[1] for w in self.text.split() if "smtpd_tls_" in w and "=/" in w]
@@ -320,7 +338,7 @@ def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: 
         source=inputs.path,
         supplementary_groups=tuple(groups),
         root_daemons=() if enough else ("smtpd",),
-        master_units=master_units(facts.get("multi_instance_name", "") or "-"),
+        master_units=master_units(facts.get("multi_instance_name", "") or "-", facts.get("config_directory", "")),
         **extra,
     )
     if instance.short_name != name:
@@ -426,7 +444,8 @@ def generate(out_dir: str, early_dir: str, *, conf_dir: str = CONF_DIR, run_dir:
     """One generator run; returns the number of instances that fell back to (or lack) a good unit set."""
     failed = 0
     for name, conf in enabled_instances(conf_dir):
-        default_masks = list(master_units("-" if name == "default" else "postfix-" + name))
+        # Recomputed every run: a distribution upgrade may move master(8) to another unit.
+        default_masks = list(master_units("-" if name == "default" else "postfix-" + name, conf.get("config_directory", "")))
         try:
             inputs = Inputs(name, conf, postconf)
             saved = last_good(name, run_dir, state_dir)
@@ -446,7 +465,7 @@ def generate(out_dir: str, early_dir: str, *, conf_dir: str = CONF_DIR, run_dir:
             log(f"instance {name}: {exc}; keeping the last good unit set ({saved[0]})")
             files, masks = split_record(saved[1])
         write_tree(out_dir, files)
-        _mask(early_dir, masks or default_masks)
+        _mask(early_dir, list(dict.fromkeys([*masks, *default_masks])))
     return failed
 
 

@@ -78,7 +78,8 @@ class InstanceError(Exception):
 
 
 class Runner(Protocol):
-    def __call__(self, argv: list[str], *, env: Mapping[str, str]) -> tuple[int, str]: ...
+    def __call__(self, argv: list[str], *, env: Mapping[str, str]) -> tuple[int, str]:
+        ...
 
 
 def _postconf_run(argv: list[str], *, env: Mapping[str, str]) -> tuple[int, str]:

@@ -40,9 +40,11 @@ class Host(Protocol):
     """The part of AnsibleModule used here."""
 
     @property
-    def tmpdir(self) -> str: ...
+    def tmpdir(self) -> str:
+        ...
 
-    def atomic_move(self, src: str, dest: str, unsafe_writes: bool = False, keep_dest_attrs: bool = True) -> None: ...
+    def atomic_move(self, src: str, dest: str, unsafe_writes: bool = False, keep_dest_attrs: bool = True) -> None:
+        ...
 
 
 def module_source(module: ModuleType) -> str:

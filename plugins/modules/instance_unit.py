@@ -285,8 +285,9 @@ def _active(module: AnsibleModule, name: str) -> bool:
 
 def _start(module: AnsibleModule, generated: ClassicUnits) -> None:
     inst = generated.instance
-    if _active(module, inst.debian_unit):
-        systemctl(module, "stop", inst.debian_unit)
+    for unit in inst.distribution_units:
+        if _active(module, unit):
+            systemctl(module, "stop", unit)
     postfix = os.path.join(inst.command_directory, "postfix")
     if module.run_command([postfix, "-c", inst.config_directory, "status"])[0] == 0:
         # A master outside any unit: hand it over instead of failing with "already running".
@@ -370,8 +371,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         generated = build_classic_units(master_text, params, jail_watch=watch, source=master_path,
                                         extra={"libexec_directory": module.params["libexec_dir"],
                                                "python": sys.executable or "/usr/bin/python3",
-                                               "distribution_unit": next(iter(master_units(
-                                                   params.get("multi_instance_name") or "-")), None)})
+                                               "distribution_unit": " ".join(master_units(
+                                                   params.get("multi_instance_name") or "-",
+                                                   params.get("config_directory") or config_dir)) or None})
     except (ChrootPlanError, MasterCfError) as exc:
         module.fail_json(msg=f"cannot generate the unit of {config_dir}: {exc}")
     main_unit = os.path.join(module.params["unit_dir"], generated.instance.unit)

@@ -296,7 +296,7 @@ class _Context:
         self.timeout = float(module.params["timeout"])
         self.state = module.params["state"]
         self.postfix = os.path.join(probe.command_directory, "postfix")
-        self.master_units = [f"{probe.prefix}-master.service"] + list(_generator.master_units(probe.name or "-"))
+        self.master_units = [f"{probe.prefix}-master.service"] + list(_generator.master_units(probe.name or "-", probe.config_directory))
 
     def act(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.out["actions"].append(what)

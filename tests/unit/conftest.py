@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +44,11 @@ if str(COLLECTIONS) not in sys.path:
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _debian_12_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distribution's unit layout is a fixture, not the build host's /lib/systemd/system."""
+    from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+
+    monkeypatch.setattr(_generator, "UNIT_DIRS", (str(ROOT / "tests" / "unit" / "fixtures" / "systemd" / "debian-12"),))

@@ -76,12 +76,30 @@ def test_generates_units_links_and_mask(tmp_path: Path, capsys: pytest.CaptureFi
     assert link.is_symlink() and os.readlink(link) == "../postfix-default.target"
     mask = next(host.early.iterdir())
     assert mask.is_symlink() and os.readlink(mask) == "/dev/null"
-    assert mask.name in ("postfix@-.service", "postfix.service")
+    assert mask.name == "postfix@-.service"  # the Debian 12 layout of tests/unit/conftest.py
     # The copy kept for a later broken master.cf is the same set.
     saved, masks = _generator.split_record(_generator.load_set(str(host.run / "default" / "units.set")))
     assert saved == _generator.read_tree(str(host.out))
     assert masks == [mask.name]
     assert capsys.readouterr().err == ""
+
+
+def test_an_upgrade_to_debian_13_masks_its_master_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    units = tmp_path / "units"
+    units.mkdir()
+    shutil.copyfile(SYSTEMD_FIXTURES / "debian-12" / "postfix@.service", units / "postfix@.service")
+    monkeypatch.setattr(_generator, "UNIT_DIRS", (str(units),))
+    host = Host(tmp_path)
+    host.enable()
+    assert host.generate() == 0
+    assert sorted(p.name for p in host.early.iterdir()) == ["postfix@-.service"]
+    # The package upgrade replaces the template; master.cf and main.cf are unchanged.
+    shutil.copyfile(SYSTEMD_FIXTURES / "debian-13" / "postfix@.service", units / "postfix@.service")
+    shutil.rmtree(host.early)
+    assert host.generate() == 0
+    assert "postfix.service" in {p.name for p in host.early.iterdir()}
+    target = (host.out / "postfix-default.target").read_text()
+    assert "Conflicts=postfix.service" in target
 
 
 def test_no_enabled_instance_writes_nothing(tmp_path: Path) -> None:
@@ -269,28 +287,45 @@ def test_mapping_imports_nothing_slow(tmp_path: Path) -> None:
     assert done.stdout.split() == []
 
 
-# The lines of Debian's postfix@.service that tell the two layouts apart.
-DEBIAN_12_TEMPLATE = "[Service]\nType=forking\nExecStart=/usr/sbin/postmulti -i %i -p start\n"
-DEBIAN_13_TEMPLATE = "[Service]\nType=forking\nEnvironment=MAIL_CONFIG=/etc/postfix-%I\nExecStart=postfix debian-systemd-start\n"
+SYSTEMD_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "systemd"
+UNKNOWN_TEMPLATE = "[Service]\nExecStart=/usr/local/sbin/run-postfix %i\n"
 
 
 @pytest.mark.parametrize(
-    ("template", "name", "want"),
+    ("layout", "name", "config_directory", "want"),
     [
-        (DEBIAN_12_TEMPLATE, "-", ("postfix@-.service",)),
-        (DEBIAN_12_TEMPLATE, "postfix-edge", ("postfix@postfix-edge.service",)),
-        (DEBIAN_13_TEMPLATE, "-", ("postfix.service",)),
-        (DEBIAN_13_TEMPLATE, "", ("postfix.service",)),
-        (DEBIAN_13_TEMPLATE, "postfix-edge", ("postfix@edge.service",)),
-        (DEBIAN_13_TEMPLATE, "mail-edge", ()),  # Debian 13's template only serves /etc/postfix-NAME
-        (None, "-", ("postfix.service",)),
-        (None, "postfix-edge", ()),
+        ("debian-12", "-", "/etc/postfix", ("postfix@-.service",)),
+        ("debian-12", "postfix-edge", "/etc/postfix-edge", ("postfix@postfix-edge.service",)),
+        ("debian-13", "-", "/etc/postfix", ("postfix.service",)),
+        ("debian-13", "", "/etc/postfix", ("postfix.service",)),
+        ("debian-13", "postfix-edge", "/etc/postfix-edge", ("postfix@edge.service",)),
+        # Debian 13's template serves /etc/postfix-NAME whatever the instance is called.
+        ("debian-13", "postfix-edge", "/etc/postfix-out/", ("postfix@out.service",)),
+        ("debian-13", "mail-edge", "/srv/mail-edge", ()),
+        ("debian-13", "postfix-edge", "/etc/postfix-", ()),
+        (None, "-", "/etc/postfix", ("postfix.service",)),
+        (None, "postfix-edge", "/etc/postfix-edge", ()),
+        # A layout we do not know: mask every unit that could run this queue's master.
+        ("unknown", "-", "/etc/postfix", ("postfix.service", "postfix@-.service")),
+        ("unknown", "postfix-edge", "/etc/postfix-out", ("postfix@postfix-edge.service", "postfix@out.service")),
     ],
 )
-def test_master_units_follow_the_distribution_layout(tmp_path: Path, template: str | None, name: str,
-                                                     want: tuple[str, ...]) -> None:
-    units = tmp_path / "lib" / "systemd" / "system"
-    units.mkdir(parents=True)
-    if template is not None:
-        (units / "postfix@.service").write_text(template)
-    assert _generator.master_units(name, (str(tmp_path / "nowhere"), str(units))) == want
+def test_master_units_follow_the_distribution_layout(tmp_path: Path, layout: str | None, name: str,
+                                                     config_directory: str, want: tuple[str, ...]) -> None:
+    units = tmp_path / "units"
+    units.mkdir()
+    if layout == "unknown":
+        (units / "postfix@.service").write_text(UNKNOWN_TEMPLATE)
+    elif layout is not None:
+        shutil.copyfile(SYSTEMD_FIXTURES / layout / "postfix@.service", units / "postfix@.service")
+    assert _generator.master_units(name, config_directory, (str(tmp_path / "nowhere"), str(units))) == want
+
+
+def test_an_admins_copy_in_etc_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    etc, lib = tmp_path / "etc", tmp_path / "lib"
+    etc.mkdir()
+    lib.mkdir()
+    shutil.copyfile(SYSTEMD_FIXTURES / "debian-13" / "postfix@.service", etc / "postfix@.service")
+    shutil.copyfile(SYSTEMD_FIXTURES / "debian-12" / "postfix@.service", lib / "postfix@.service")
+    monkeypatch.setattr(_generator, "UNIT_DIRS", (str(etc), str(lib)))
+    assert _generator.master_units("-") == ("postfix.service",)
