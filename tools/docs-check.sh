@@ -4,6 +4,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The tools' per-user state (~/.ansible, caches) stays in the checkout, run from make or not.
+export HOME=$root/build/home
+mkdir -p "$HOME"
 cd "$root"
 [[ -x $root/.venv/bin/ansible-doc ]] && PATH=$root/.venv/bin:$PATH
 for tool in ansible-doc antsibull-docs antsibull-changelog; do

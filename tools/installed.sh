@@ -5,6 +5,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The tools' per-user state (~/.ansible, caches) stays in the checkout, run from make or not.
+export HOME=$root/build/home
+mkdir -p "$HOME"
 cd "$root"
 [[ -x $root/.venv/bin/ansible-galaxy ]] && PATH=$root/.venv/bin:$PATH
 work=$root/build/installed

@@ -7,6 +7,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The tools' per-user state (~/.ansible, caches) stays in the checkout, run from make or not.
+export HOME=$root/build/home
+mkdir -p "$HOME"
 cd "$root"
 base=molecule/_shared/config.yml
 # Container and network names are global: one molecule run per machine, across checkouts.

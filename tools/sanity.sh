@@ -6,6 +6,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The tools' per-user state (~/.ansible, caches) stays in the checkout, run from make or not.
+export HOME=$root/build/home
+mkdir -p "$HOME"
 cd "$root"
 core=2.19
 targets=
@@ -85,7 +88,7 @@ bin=$root/build/pythons
 mkdir -p "$bin"
 found=()
 for v in 3.9 3.10 3.12 3.13; do
-  for cand in "/usr/bin/python$v" "$HOME/.pyenv/versions/$v".*/bin/"python$v" "${PYENV_ROOT:-/nonexistent}/versions/$v".*/bin/"python$v" \
+  for cand in "/usr/bin/python$v" "${PYENV_ROOT:-/nonexistent}/versions/$v".*/bin/"python$v" \
     "$(getent passwd "$(id -u)" | cut -d: -f6)/.pyenv/versions/$v".*/bin/"python$v"; do
     if [[ -x $cand ]]; then ln -sfn "$cand" "$bin/python$v"; found+=("$v"); break; fi
   done
