@@ -96,5 +96,9 @@ antsibull-docs lint-collection-docs --plugin-docs . || fail "antsibull-docs lint
 echo "docs-check: antsibull-changelog lint"
 antsibull-changelog lint || fail "antsibull-changelog lint"
 
+# Tables the docs carry from the code (docs/systemd.md: the chroot column).
+echo "docs-check: generated tables"
+"$root/.venv/bin/python" tools/chroot-table.py --check || fail "docs/systemd.md chroot table (run tools/chroot-table.py)"
+
 ((failed == 0)) || { echo "docs-check: FAILED (see above)"; exit 1; }
 echo "docs-check: ok ($count plugin/role docs)"

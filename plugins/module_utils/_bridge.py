@@ -30,6 +30,7 @@ retire  (ExecStop of verify, postscreen, proxywrite) close one daemon's status
         channel and wait for it to exit instead of SIGTERM: they call setsid()
         to protect their databases from master's signals.
 kick    send a wakeup byte to an inet service (postkick reaches unix and fifo only).
+endpoint (ExecStartPre of local listeners) replace a stale endpoint as master(8) does.
 status  print the holder's view of pools and workers (JSON).
 """
 
@@ -852,7 +853,57 @@ def cmd_kick(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "holder": cmd_holder, "retire": cmd_retire, "status": cmd_status, "kick": cmd_kick}
+def _manager_umask() -> int:
+    """systemd's own umask (PID 1's), which its check of an existing FIFO takes into account."""
+    try:
+        with open("/proc/1/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def cmd_endpoint(argv: list[str]) -> int:
+    """ExecStartPre of a local listener: make room at its name, as master(8) does before it binds.
+
+    fifo_listen(), unix_listen() and unix_dgram_listen() remove whatever is at the name, then create
+    the endpoint. The name is in a directory mail_owner controls: the directory is opened without
+    following a symlink, only the one entry is removed (unlink never follows a symlink; a directory
+    fails, as it does for master). systemd reuses an existing FIFO only when root owns it with the
+    mode systemd itself would give it, and creates one with the directory's group where that is
+    set-gid (Debian's public/): so a FIFO is made here, root:root, through its own descriptor;
+    systemd then chowns it to SocketUser/SocketGroup. A FIFO replaced in between fails systemd's check.
+    """
+    opts, rest = _options(argv, ("fifo-mode",))
+    directory, name = os.path.split(rest[0]) if len(rest) == 1 else ("", "")
+    if not directory.startswith("/") or name in ("", ".", ".."):
+        raise BridgeError("usage: bridge endpoint [--fifo-mode MODE] -- /absolute/path")
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        if "fifo-mode" in opts:
+            mode = int(opts["fifo-mode"], 8) & 0o777 & ~_manager_umask()
+            os.mkfifo(name, 0o600, dir_fd=dfd)
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    raise BridgeError(f"endpoint: {rest[0]} was replaced while it was made")
+                os.fchown(fd, 0, 0)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dfd)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "holder": cmd_holder, "retire": cmd_retire, "status": cmd_status, "kick": cmd_kick,
+            "endpoint": cmd_endpoint}
 
 
 def main(argv: list[str]) -> int:

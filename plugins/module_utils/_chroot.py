@@ -35,7 +35,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ._chroot_sync import QUEUE_SUBDIRS, JailError
 from ._chroot_sync import safe_jail_path as _safe_jail_path
-from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, active_entries, disabled_by
+from ._mastercf import Entry, EntryLike, MasterCf, MasterCfError, active_entries
+from ._semantics import DAEMONS, Facts, daemon_name, disabled, flag_of, is_delivery, running_entries
 
 # Built-in defaults (postconf -d, Postfix 3.7) of every parameter read here.
 DEFAULTS: dict[str, str] = {
@@ -130,7 +131,7 @@ DAEMON_NEEDS: dict[str, tuple[str, ...]] = {
     "proxymap": ALL_NEEDS,
 }
 # master(5): "Chroot should not be used with the local(8), pipe(8), spawn(8), and virtual(8) daemons."
-NEVER_CHROOT = ("local", "virtual", "pipe", "spawn")
+NEVER_CHROOT = tuple(name for name in DAEMONS if is_delivery(name))  # master(5): no chroot for these
 
 
 class ChrootPlanError(ValueError):
@@ -375,30 +376,32 @@ class Params:
         return self.get(name).strip().lower() in ("yes", "true", "y", "1", "on")
 
 
-def _compat_below_1(level: str) -> bool:
-    match = re.match(r"\s*(\d+)", level or "0")
-    return not match or int(match.group(1)) < 1
+def facts_of(main: Mapping[str, str]) -> Facts:
+    """master(8)'s facts from main.cf values ($name references expanded, Postfix's defaults)."""
+    params = Params(main)
+    return Facts.from_mapping({name: params.get(name) for name in Facts._fields if params.raw(name) is not None})
 
 
 def chroot_of(entry: Entry, main: Mapping[str, str]) -> bool:
     """The chroot column as master(8) reads it: '-' is y below compatibility_level 1."""
-    value = entry.parsed.fields["chroot"]
-    if value != "-":
-        return value == "y"
-    return _compat_below_1(Params(main).get("compatibility_level"))
+    return flag_of(entry, "chroot", facts_of(main))
 
 
 def service_disabled(entry: Entry, main: Mapping[str, str]) -> bool:
     """master_service_disable, and inet entries when inet_protocols is empty."""
-    params = Params(main)
-    name, kind = entry.service, entry.type
-    if kind == "inet" and not params.get("inet_protocols").replace(",", " ").split():
-        return True
-    return disabled_by(name, kind, params.get("master_service_disable"))
+    return disabled(entry, facts_of(main))
+
+
+def running(items: MasterLike, main: Mapping[str, str], *, path: str = "master.cf") -> tuple[list[Entry], list[str]]:
+    """The entries master(8) runs (enabled, not disabled, the last of duplicates) and its warnings."""
+    try:
+        return running_entries(as_entries(items, path=path), facts_of(main), path=path)
+    except MasterCfError as exc:
+        raise ChrootPlanError(str(exc)) from exc
 
 
 def daemon_of(entry: Entry) -> str:
-    return posixpath.basename(entry.parsed.fields["command"])
+    return daemon_name(entry)
 
 
 MasterLike = Union[str, MasterCf, Iterable[EntryLike]]
@@ -479,15 +482,14 @@ def plan_jail(
     """The jail for one instance; empty when no active entry runs chrooted."""
     params = {str(k): "" if v is None else str(v) for k, v in (main or {}).items()}
     host = host or DEBIAN12_AMD64
-    try:
-        entries = as_entries(master, path=path)
-    except MasterCfError as exc:
-        raise ChrootPlanError(str(exc)) from exc
+    entries, duplicate_warnings = running(master, params, path=path)
     queue_directory = Params(params).get("queue_directory")
     plan = Plan(queue_directory=queue_directory)
     builder = _Builder(host, queue_directory)
+    for warning in duplicate_warnings:
+        builder.warn(warning)
     for entry in entries:
-        if not chroot_of(entry, params) or service_disabled(entry, params):
+        if not chroot_of(entry, params):
             continue
         daemon = daemon_of(entry)
         plan.chrooted.append(Chrooted(f"{entry.service}/{entry.type}", entry.first_line,

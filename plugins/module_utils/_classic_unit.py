@@ -39,16 +39,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-from ._chroot import MasterLike, Params, as_entries, chroot_of, daemon_of, service_disabled
-from ._mastercf import Entry
-from ._units import DEFAULT_KNOWN_TCP_PORTS, escape, short_name
+from ._chroot import MasterLike, Params, as_entries, daemon_of, facts_of, running
+from ._mastercf import Entry, MasterCfError
+from ._semantics import DAEMONS, DEFAULT_KNOWN_TCP_PORTS, Facts, default_port_resolver, flag_of, inet_port, is_delivery
+from ._units import escape, exec_quote, render_unit, short_name, utf8_only
 
 # Every Postfix daemon probes AF_INET6; getifaddrs() needs netlink (inet_addr_local).
 POSTFIX_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
 BASE_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER")
 # Delivery as the recipient: mailbox creation and ownership, set-gid bits, spool locks.
 DELIVERY_CAPS = ("CAP_DAC_READ_SEARCH", "CAP_FSETID")
-DELIVERY = ("local", "virtual", "pipe", "spawn")
 UNIT_SUFFIX = "-master.service"
 JAIL_SYNC = "chroot-sync"
 
@@ -159,45 +159,33 @@ def _where(entry: Entry) -> str:
     return f"{entry.service}/{entry.type} line {entry.first_line}"
 
 
-def _port(service: str, known: str) -> Optional[int]:
-    port = service.rpartition(":")[2] if ":" in service else service
-    if port.isdigit():
-        return int(port)
-    for group in re.split(r"\s*,\s*", known.strip()):
-        names, number = group.rpartition("=")[::2]
-        if port in names.split("=") and number.strip().isdigit():
-            return int(number)
-    return None
+def _port(entry: Entry, facts: Facts) -> Optional[int]:
+    try:
+        return inet_port(entry, facts, default_port_resolver)
+    except MasterCfError:
+        return None
 
 
-def survey(entries: Sequence[Entry], params: Mapping[str, str], known_ports: str) -> Services:
+def survey(entries: Sequence[Entry], params: Mapping[str, str], known_ports: str = "") -> Services:
+    """What the instance's master(8) runs: delivery agents, unknown programs, chroot, privileged ports."""
+    facts = facts_of(params)
+    if known_ports:
+        facts = Facts(**{**facts.to_dict(), "known_tcp_ports": known_ports})
     out = Services()
-    for entry in entries:
-        if service_disabled(entry, params):
-            continue
+    running_now, _warnings = running(list(entries), params)
+    for entry in running_now:
         daemon = daemon_of(entry)
-        if daemon in DELIVERY:
+        if is_delivery(daemon):
             out.delivery.setdefault(daemon, []).append(_where(entry))
-        elif not _is_postfix_daemon(daemon):
+        elif daemon not in DAEMONS:
             out.unknown.append(f"{_where(entry)} ({entry.parsed.fields['command']})")
-        if chroot_of(entry, params):
+        if flag_of(entry, "chroot", facts):
             out.chrooted.append(_where(entry))
         if entry.type == "inet":
-            port = _port(entry.service, known_ports)
+            port = _port(entry, facts)
             if port is None or port < 1024:
                 out.low_ports.append(_where(entry))
     return out
-
-
-_POSTFIX_DAEMONS = frozenset((
-    "smtpd", "smtp", "lmtp", "qmqpd", "pickup", "cleanup", "qmgr", "nqmgr", "oqmgr", "tlsmgr", "trivial-rewrite",
-    "bounce", "verify", "flush", "proxymap", "showq", "error", "discard", "anvil", "scache", "postlogd",
-    "postscreen", "dnsblog", "tlsproxy",
-))
-
-
-def _is_postfix_daemon(daemon: str) -> bool:
-    return daemon in _POSTFIX_DAEMONS
 
 
 def decide(services: Services, inst: ClassicInstance) -> tuple[str, list[Decision]]:
@@ -293,27 +281,14 @@ def decide(services: Services, inst: ClassicInstance) -> tuple[str, list[Decisio
     return kind, out
 
 
-def render_unit(sections: Sequence[tuple[str, Sequence[tuple[str, str]]]], *, header: Sequence[str] = ()) -> str:
-    out = [f"# {line}".rstrip() for line in header]
-    for name, items in sections:
-        if out:
-            out.append("")
-        out.append(f"[{name}]")
-        out.extend(f"{key}={value}" for key, value in items)
-    return "\n".join(out) + "\n"
-
-
 def _quote(value: str) -> str:
-    """One ExecStart= argument (systemd splits on whitespace and interprets quotes and %)."""
-    text = value.replace("%", "%%")
-    if re.search(r"[\s\"'\\;$]", text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+    """One ExecStart= argument: no $VAR or %spec expansion, quotes and escapes kept, other bytes as \\xNN."""
+    return exec_quote(value)
 
 
 def _quote_path(value: str) -> str:
-    """A path in a space-separated list setting; '%' is a specifier."""
-    text = value.replace("%", "%%")
+    """A path in a space-separated list setting; '%' is a specifier. systemd does not unescape it: UTF-8 only."""
+    text = utf8_only(value, "a path").replace("%", "%%")
     return f'"{text}"' if re.search(r"[\s\"%]", value) else text
 
 

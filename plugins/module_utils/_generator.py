@@ -17,7 +17,11 @@ A master.cf that cannot be mapped (or any other failure) is logged with its line
 and reason, and the instance's last good unit set is written instead: the copy
 this generator keeps in /run, else the one the module stored in /var/lib. A unit
 set is built completely in memory before anything is written, so it is never
-half-written.
+half-written. Either way a failing unit shows the reason in `systemctl --failed`;
+without a last good set the instance's target requires it (failure_units).
+
+master.cf, main.cf and postconf's output are read as Postfix reads them, as bytes:
+UTF-8 with surrogateescape, so a Latin-1 comment or value is kept, never replaced.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class GeneratorError(Exception):
 
 def log(message: str) -> None:
     """stderr (kmsg at boot) and, once journald runs, syslog: a container has no kmsg to read."""
+    message = _printable(message)
     try:
         sys.stderr.write(f"{TAG}: {message}\n")
         sys.stderr.flush()
@@ -74,9 +79,19 @@ def log(message: str) -> None:
 
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as conn:
-                conn.sendto(f"<11>{TAG}: {message}".encode(errors="replace"), "/dev/log")  # user.err
+                conn.sendto(f"<11>{TAG}: {message}".encode(), "/dev/log")  # user.err
         except OSError:
             pass
+
+
+def _printable(text: str) -> str:
+    """_units.printable without importing the mapping: a byte that is not UTF-8 as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# Postfix reads master.cf, main.cf and postconf's output as bytes: so does everything here. Text is
+# UTF-8 with surrogateescape, so a byte that is not UTF-8 (a Latin-1 comment) is kept, never replaced.
+BYTES_KEPT = "surrogateescape"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -85,7 +100,7 @@ def log(message: str) -> None:
 def read_conf(path: str) -> dict[str, str]:
     """key=value lines; '#' comments."""
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors=BYTES_KEPT) as handle:
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#") and "=" in line:
@@ -134,7 +149,7 @@ def run(argv: list[str]) -> tuple[int, str, str]:
                 open_fds.remove(fd)
                 os.close(fd)
     status = os.waitpid(pid, 0)[1]
-    out, err = (b"".join(chunks[fd]).decode(errors="replace") for fd in (out_r, err_r))
+    out, err = (b"".join(chunks[fd]).decode("utf-8", "surrogateescape") for fd in (out_r, err_r))
     return os.waitstatus_to_exitcode(status), out, err
 
 
@@ -283,7 +298,7 @@ class Inputs:
         self.facts = parse_postconf(self.postconf_text)
         self.path = os.path.join(config_dir, "master.cf")
         try:
-            with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            with open(self.path, encoding="utf-8", errors=BYTES_KEPT, newline="") as handle:
                 self.text = handle.read()
         except OSError as exc:
             raise GeneratorError(f"{self.path}: {exc.strerror}") from exc
@@ -381,6 +396,7 @@ def write_tree(root: str, files: dict[str, str]) -> None:
                 os.unlink(path)
             os.symlink(os.path.join("..", target) if "/" in rel else target, path)
         else:
+            # Strict: render_unit wrote every byte a unit needs as an escape, a unit is UTF-8.
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(content)
 
@@ -394,7 +410,7 @@ def read_tree(root: str) -> dict[str, str]:
             if os.path.islink(path):
                 out[rel] = "@link:" + os.path.basename(os.readlink(path))
             else:
-                with open(path, encoding="utf-8") as handle:
+                with open(path, encoding="utf-8", errors=BYTES_KEPT) as handle:
                     out[rel] = handle.read()
     return out
 
@@ -409,13 +425,13 @@ def save_set(path: str, files: dict[str, str]) -> None:
     body = set_text(files)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".new"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(tmp, "w", encoding="utf-8", errors=BYTES_KEPT) as handle:  # @inputs holds master.cf's bytes
         handle.write(body)
     os.rename(tmp, path)
 
 
 def load_set(path: str) -> dict[str, str]:
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors=BYTES_KEPT, newline="") as handle:
         body = handle.read()
     files: dict[str, str] = {}
     pos = 0
@@ -461,12 +477,68 @@ def generate(out_dir: str, early_dir: str, *, conf_dir: str = CONF_DIR, run_dir:
             if saved is None:
                 log(f"instance {name}: {exc}; no earlier unit set to keep, the instance is not started")
                 _mask(early_dir, default_masks)
+                write_tree(out_dir, failure_units(name, str(exc)))
                 continue
             log(f"instance {name}: {exc}; keeping the last good unit set ({saved[0]})")
             files, masks = split_record(saved[1])
+            files.update(failure_units(name, str(exc), kept=saved[0]))
+        else:
+            files = {**files, **cleared_units(name)}
         write_tree(out_dir, files)
         _mask(early_dir, list(dict.fromkeys([*masks, *default_masks])))
     return failed
+
+
+def _prefix(name: str) -> str:
+    """postfix-<name>, as Instance.prefix: the module names .conf files after unit-safe short names."""
+    if name.replace("_", "").replace(".", "").isalnum() and name.isascii():
+        return f"postfix-{name}"
+    from ._units import escape
+
+    return f"postfix-{escape(name)}"
+
+
+def failure_units(name: str, message: str, *, kept: str = "") -> dict[str, str]:
+    """What an instance that cannot be mapped gets: a unit that fails at boot, so `systemctl --failed`
+    shows it, with the reason in its journal. Fail-closed: it starts no daemon, and without a last good
+    set (kept) the instance's target requires it, so starting the target fails with the same reason
+    instead of silently doing nothing; the masks still keep the distribution's master away.
+    Once master.cf is fixed, cleared_units() replaces it.
+    """
+    try:
+        from ._units import exec_quote
+    except Exception:  # noqa: BLE001 - a broken library must still produce the failed unit
+        def exec_quote(arg: str) -> str:
+            return '"see the journal of mailfleet-postfix-generator"'
+    prefix = _prefix(name)
+    error_unit = f"{prefix}-config-error.service"
+    state = f"running the last good units of {kept}" if kept else "instance not started"
+    text = _printable(f"mailfleet.postfix: instance {name}: {message}; {state}")
+    header = "# Generated by mailfleet.postfix: this instance's master.cf could not be mapped to units.\n"
+    files = {error_unit: (
+        f"{header}\n[Unit]\nDescription=Postfix {name}: master.cf not mapped ({state})\n"
+        "Documentation=man:master(5)\nCollectMode=inactive-or-failed\n\n"
+        f"[Service]\nType=oneshot\nExecStart=/bin/echo {exec_quote(text)}\nExecStart=/bin/false\n")}
+    if kept:
+        files[f"multi-user.target.wants/{error_unit}"] = "@link:" + error_unit
+        return files
+    target = f"{prefix}.target"
+    files[target] = (
+        f"{header}\n[Unit]\nDescription=Postfix mail system, instance {name} (master-less): not started, "
+        f"see {error_unit}\nRequires={error_unit}\nAfter={error_unit}\n\n[Install]\nWantedBy=multi-user.target\n")
+    files[f"multi-user.target.wants/{target}"] = "@link:" + target
+    return files
+
+
+def cleared_units(name: str) -> dict[str, str]:
+    """After a good run the error unit is a stub that never runs: a unit whose file is gone keeps its
+    failed state ("not-found failed") until reset-failed; loaded from this file with
+    CollectMode=inactive-or-failed and unreferenced, systemd forgets it at the next daemon-reload.
+    """
+    return {f"{_prefix(name)}-config-error.service": (
+        "# Generated by mailfleet.postfix: master.cf was mapped; this stub only ends an earlier failure.\n\n"
+        f"[Unit]\nDescription=Postfix {name}: master.cf mapped\nCollectMode=inactive-or-failed\n\n"
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n")}
 
 
 def _build_and_save(name: str, conf: dict[str, str], inputs: Inputs, run_dir: str) -> tuple[dict[str, str], list[str]]:

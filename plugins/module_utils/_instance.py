@@ -37,8 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 from ._fileops import FileOpsError, Host, LocalHost, Tools, _run_with_tty, read_text, validate_staged, write_config
 from ._maincf import MainCf, Parameter
 from ._mastercf import MasterCf, MasterCfError
-from ._units import Instance as UnitFacts
-from ._units import _split_host_port, disabled
+from ._semantics import Facts, known_ports, running_entries, split_host_port
 
 PRIMARY_NAMES = ("", "-")
 STATES = ("present", "absent")
@@ -403,8 +402,6 @@ def processes_in(directory: str, *, proc: str = "/proc") -> list[int]:
 
 WILDCARD = "*"
 _WILDCARDS = ("", "all", "0.0.0.0", "::", "[::]", WILDCARD)
-# Postfix's known_tcp_ports default; other names go through the services database.
-_KNOWN_PORTS = {"smtp": "25", "submission": "587", "submissions": "465", "smtps": "465", "lmtp": "24"}
 
 
 @dataclass(frozen=True)
@@ -421,11 +418,12 @@ class Listener:
         return f"{host}:{self.port}"
 
 
-def port_number(name: str) -> str:
+def port_number(name: str, facts: Optional[Facts] = None) -> str:
     if name.isdigit():
         return name
-    if name in _KNOWN_PORTS:
-        return _KNOWN_PORTS[name]
+    table = known_ports(facts or Facts())  # known_tcp_ports; other names go through the services database
+    if name in table:
+        return str(table[name])
     try:
         return str(socket.getservbyname(name, "tcp"))
     except OSError:
@@ -439,7 +437,7 @@ def _host(value: str) -> str:
 
 def parse_listener(text: str, *, origin: str = "") -> Listener:
     """``address:port``, ``[v6]:port``, ``name:port`` or a bare port (every address)."""
-    host, port = _split_host_port(text.strip())
+    host, port = split_host_port(text.strip())
     if not port:
         raise InstanceError(f"listen address '{text}' has no port; write ADDRESS:PORT or PORT")
     return Listener(_host(host), port_number(port), origin)
@@ -460,16 +458,16 @@ def interfaces(value: str) -> list[str]:
 
 def configured_listeners(master_cf: str, params: Mapping[str, str], *, origin: str) -> list[Listener]:
     """The TCP listeners an instance's master.cf and main.cf ask master (or systemd) for."""
-    facts = UnitFacts(master_service_disable=params.get("master_service_disable", ""),
-                      inet_protocols=params.get("inet_protocols", "all") or "all")
+    facts = Facts.from_mapping(params, source=origin)
     out = []
-    for entry in MasterCf.parse(master_cf, path=origin).entries(enabled=True):
-        if entry.type != "inet" or disabled(entry, facts):
+    # The entries master(8) runs: master_service_disable, inet_protocols and duplicates applied.
+    for entry in running_entries(MasterCf.parse(master_cf, path=origin), facts, path=origin)[0]:
+        if entry.type != "inet":
             continue
-        host, port = _split_host_port(entry.service)
+        host, port = split_host_port(entry.service)
         where = f"{origin} '{entry.service} inet' (line {entry.first_line})"
         hosts = [_host(host)] if host else interfaces(params.get("inet_interfaces", "all"))
-        out += [Listener(h, port_number(port), where) for h in hosts]
+        out += [Listener(h, port_number(port, facts), where) for h in hosts]
     return out
 
 

@@ -30,7 +30,6 @@ _DIGITS = "0123456789"
 _ALNUM = _DIGITS + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _PARAM_CHARS = _ALNUM + "_.-"
 # known_tcp_ports (Postfix >= 3.6): these names and numbers are one inet service.
-_PORT_ALIASES = {"smtp": "25", "submission": "587", "submissions": "465", "smtps": "465", "lmtp": "24"}
 # Column style of the stock master.cf: "smtp      inet  n       -       y       -       -       smtpd".
 DEFAULT_WIDTHS = (10, 6, 8, 8, 8, 8, 8)
 
@@ -651,17 +650,6 @@ def validate_service_name(name: str, kind: str, *, path: str = "master.cf", line
         raise field_error("service", name, f"a socket name below the queue directory for a {kind} service", path=path, line=line)
 
 
-def canonical_key(fields: Mapping[str, str]) -> tuple[str, str]:
-    """Identity as master_conf.c sees it: endpoint and type (smtp inet == 25 inet)."""
-    name, kind = fields["service"], fields["type"]
-    if kind == "inet":
-        host, sep, port = name.rpartition(":")
-        port = _PORT_ALIASES.get(port, port)
-        return ((host + sep + port) if sep else port, kind)
-    private = fields["private"] != "n"
-    return (("private/" if private else "public/") + name, kind)
-
-
 # --------------------------------------------------------------------------- document
 
 
@@ -758,22 +746,47 @@ class MasterCf(_Value):
         return found[-1] if found else None
 
     def validate(self, *, strict: bool = False) -> None:
-        """Raise MasterCfError for what master(8) or postconf(1) would refuse."""
-        seen: dict[tuple[str, str], Entry] = {}
+        """Raise MasterCfError for what master(8) or postconf(1) would refuse.
+
+        ``strict`` also refuses what Postfix only warns about: a duplicate entry
+        (master(8) runs the last one) and a continuation line before any entry.
+        """
         for entry in self.entries(enabled=True):
             entry.validate()
-            key = canonical_key(entry.parsed.fields)
-            if key in seen:
-                first = seen[key]
-                raise MasterCfError(
-                    f"duplicate entry for service '{entry.service}' type '{entry.type}' "
-                    f"(also at line {first.first_line}); master(8) would silently use only the last one",
-                    path=self.path, line=entry.first_line, field_name="service", value=entry.service,
-                )
-            seen[key] = entry
-        if strict and self.warnings:
-            raise MasterCfError(self.warnings[0].split(": ", 1)[1], path=self.path,
-                                line=int(self.warnings[0].split(" line ")[1].split(":")[0]))
+        if strict:
+            self._refuse(self.duplicates(), len(self.warnings))
+
+    def validate_edit(self, before: MasterCf) -> None:
+        """validate(), and refuse the warnings an edit would add to those ``before`` had."""
+        for entry in self.entries(enabled=True):
+            entry.validate()
+        known = {(a.key, b.key) for a, b in before.duplicates()}
+        self._refuse([pair for pair in self.duplicates() if (pair[0].key, pair[1].key) not in known],
+                     len(self.warnings) - len(before.warnings))
+
+    def _refuse(self, pairs: list[tuple[Entry, Entry]], new_warnings: int) -> None:
+        for first, entry in pairs:
+            raise MasterCfError(
+                f"duplicate entry for service '{entry.service}' type '{entry.type}' "
+                f"(also at line {first.first_line}); master(8) would silently use only the last one",
+                path=self.path, line=entry.first_line, field_name="service", value=entry.service,
+            )
+        if new_warnings > 0:
+            warning = self.warnings[-1]
+            raise MasterCfError(warning.split(": ", 1)[1], path=self.path,
+                                line=int(warning.split(" line ")[1].split(":")[0]))
+
+    def duplicates(self) -> list[tuple[Entry, Entry]]:
+        """(earlier, later) active entries master(8) takes for one service; it runs the later one."""
+        from ._semantics import duplicates  # not at import: _semantics builds on this module
+
+        return duplicates(self.entries(enabled=True))
+
+    def duplicate_warnings(self) -> list[str]:
+        """What master(8) logs for each duplicate, naming both lines."""
+        from ._semantics import duplicate_warning
+
+        return [duplicate_warning(first, later) for first, later in self.duplicates()]
 
     def to_list(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

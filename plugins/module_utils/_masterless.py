@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 from . import _generator
 
 PACKAGE = "mailfleet_postfix"
-PAYLOAD = ("_mastercf", "_units", "_sandbox", "_bridge", "_generator")
+PAYLOAD = ("_mastercf", "_semantics", "_units", "_sandbox", "_bridge", "_generator")
 GENERATOR_NAME = "mailfleet-postfix-generator"
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
 
@@ -70,7 +70,8 @@ class File:
         try:
             if os.path.islink(self.path):
                 return "", 0, os.readlink(self.path)
-            with open(self.path, encoding="utf-8") as handle:
+            # surrogateescape: the stored unit set holds master.cf's bytes as they are (Postfix reads bytes).
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
                 return handle.read(), os.stat(self.path).st_mode & 0o7777, ""
         except (OSError, UnicodeDecodeError):
             return None
@@ -108,7 +109,7 @@ def write_file(host: Host, file: File) -> None:
         os.replace(tmp, file.path)
         return
     tmp = os.path.join(host.tmpdir, os.path.basename(file.path))
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(file.content)
     os.chmod(tmp, file.mode)
     host.atomic_move(tmp, file.path, keep_dest_attrs=False)
@@ -291,15 +292,110 @@ def start_masterless(run: Runner, *, target: str, holder: str, queue_directory: 
         raise MasterlessError(f"{target} started, but {holder}.service is not running (see journalctl -u '{holder}*')")
 
 
-def stale_units(run: Runner, prefix: str) -> list[str]:
-    """Units of the instance that are loaded but no longer generated (master.cf entry removed)."""
-    code, out, _unused = run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--", f"{prefix}-*", f"{prefix}.*"])
-    stale = []
+# The type slugs of unit names (_units.TYPE_SLUG): <prefix>-<service>-<slug>[-wakeup][@N].<suffix>.
+UNIT_SLUGS = ("inet", "unix", "dgram", "fifo", "pass")
+
+
+def own_unit(prefix: str, unit: str) -> bool:
+    """Whether ``unit`` is one the generator makes for the instance with this prefix.
+
+    Exact, not a glob: instance_unit's units share the prefix (-master.service, -jail.*), and the
+    prefixes of other instances are escaped (postfix-out\\x2d2), so they never match.
+    """
+    stem, dot, suffix = unit.rpartition(".")
+    if not dot:
+        return False
+    if stem == prefix:
+        return suffix in ("target", "slice")
+    if not stem.startswith(prefix + "-"):
+        return False
+    rest = stem[len(prefix) + 1:].partition("@")[0]
+    if rest == "holder":
+        return suffix in ("socket", "service")
+    if rest == "config-error":  # the generator's stand-in when master.cf cannot be mapped
+        return suffix == "service"
+    if rest.endswith("-wakeup"):
+        rest = rest[:-len("-wakeup")]
+    service, dash, slug = rest.rpartition("-")
+    return bool(service and dash) and slug in UNIT_SLUGS and suffix in ("socket", "service", "timer")
+
+
+def _listed(run: Runner, *options: str) -> list[list[str]]:
+    """systemctl list-units rows (unit, load, active, sub) of every postfix-* unit."""
+    code, out, _unused = run(["systemctl", "list-units", "--all", "--plain", "--no-legend", *options, "--", "postfix-*"])
+    rows = []
     for line in out.splitlines() if code == 0 else []:
         words = line.split()
-        if len(words) >= 3 and words[1] == "not-found" and words[2] != "inactive":
-            stale.append(words[0])
-    return stale
+        if words and words[0] in ("\u25cf", "*"):  # the failed-unit bullet, should --plain ever keep it
+            words = words[1:]
+        if len(words) >= 4:
+            rows.append(words[:4])
+    return rows
+
+
+def stale_units(run: Runner, prefix: str) -> list[str]:
+    """Units of the instance that are loaded but no longer generated (master.cf entry removed)."""
+    return [w[0] for w in _listed(run) if w[1] == "not-found" and w[2] != "inactive" and own_unit(prefix, w[0])]
+
+
+def failed_units(run: Runner, prefix: str) -> list[str]:
+    """The instance's units in the failed state, generated now or not any more (not-found)."""
+    return [w[0] for w in _listed(run, "--state=failed") if w[2] == "failed" and own_unit(prefix, w[0])]
+
+
+def reset_failed(run: Runner, units: Sequence[str]) -> None:
+    """Forget the failed state of exactly these units (systemd drops them once they are not-found)."""
+    if units:
+        systemctl(run, "reset-failed", "--", *units)
+
+
+def unit_states(run: Runner, units: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Id -> LoadState, ActiveState, SubState, Result of each unit, in one systemctl call."""
+    if not units:
+        return {}
+    code, out, _unused = run(["systemctl", "show", "-p", "Id,LoadState,ActiveState,SubState,Result", "--", *units])
+    states: dict[str, dict[str, str]] = {}
+    for block in out.split("\n\n") if code == 0 else []:
+        state = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if state.get("Id"):
+            states[state["Id"]] = state
+    return states
+
+
+def _describe(unit: str, state: Mapping[str, str]) -> str:
+    keys = ("LoadState", "ActiveState", "SubState", "Result")
+    return f"{unit} (" + ", ".join(f"{k}={state.get(k, '?')}" for k in keys) + ")"
+
+
+def listening(state: Mapping[str, str]) -> bool:
+    """A socket unit that has its listener: waiting (listening) or handed to its service (running)."""
+    return state.get("ActiveState") == "active" and state.get("SubState") in ("listening", "running")
+
+
+def unhealthy(run: Runner, units: Sequence[str], prefix: str) -> list[str]:
+    """Generated socket units that do not listen and failed units of the instance, described."""
+    sockets = sorted(u for u in units if u.endswith(".socket"))
+    states = unit_states(run, sockets)
+    problems = [_describe(s, states.get(s, {})) for s in sockets if not listening(states.get(s, {}))]
+    failed = [u for u in failed_units(run, prefix) if u not in sockets]
+    states = unit_states(run, failed)
+    return problems + [_describe(u, states.get(u, {})) for u in failed]
+
+
+def verify_running(run: Runner, units: Sequence[str], prefix: str, timeout: float) -> None:
+    """Every generated socket listens and no unit of the instance failed, or raise naming them."""
+    sockets = [u for u in units if u.endswith(".socket")]
+
+    def settled() -> bool:
+        states = unit_states(run, sockets)
+        return all(states.get(s, {}).get("ActiveState") not in ("activating", "deactivating", "reloading")
+                   for s in sockets)
+
+    wait_until(settled, timeout)
+    problems = unhealthy(run, units, prefix)
+    if problems:
+        raise MasterlessError("the instance does not run as generated: " + "; ".join(problems)
+                              + f" (see systemctl status and journalctl -u '{prefix}-*')")
 
 
 def summarize(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, list[str]]:

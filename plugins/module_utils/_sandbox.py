@@ -12,7 +12,7 @@ to populate (jails go stale: resolv.conf, CA dirs, NSS modules) and works for
 every daemon. ``chroot = postfix`` keeps Postfix's ``-c`` instead (the jail must
 then be synced, and CAP_SYS_CHROOT stays in the bounding set).
 
-The ``unpriv`` column picks the run model (see ``_units.DAEMONS.owner``):
+The ``unpriv`` column picks the run model (see ``_semantics.DAEMONS.owner``):
 
 * owner: systemd starts the daemon as ``mail_owner`` with no capabilities at all
   (no ``-u``); privileged system calls fail with EPERM.
@@ -121,6 +121,33 @@ PROFILES: dict[str, Profile] = {
     # pipe and spawn run arbitrary programs as arbitrary users.
     "command": Profile("full", "no", False, False, False, False, False, True, COMMAND_CAPS, clock=False, namespaces=False),
 }
+
+
+# What master.cf's chroot column becomes: the one table (docs/systemd.md is generated from it and
+# from PROFILES by tools/chroot-table.py). Keyed by the instance's chroot mode and the column's
+# effective value ('-' resolves through compatibility_level, _semantics.flag_of).
+class ChrootRule(Record):
+    _fields = ("keep_c", "owner_ok", "effect")
+    keep_c: bool  # the daemon gets master's -c: Postfix chroots into queue_directory itself
+    owner_ok: bool  # may systemd start it as mail_owner (chroot(2) needs root, so not with -c)
+    effect: str  # for the docs
+
+
+CHROOT_MODES = ("sandbox", "postfix")
+CHROOT_RULES: dict[tuple[str, bool], ChrootRule] = {
+    ("sandbox", True): ChrootRule(False, True, "no `-c`: the sandbox of its kind replaces the jail"),
+    # n does not loosen the sandbox: the profile is what the daemon kind needs, the jail is gone either way.
+    ("sandbox", False): ChrootRule(False, True, "no `-c`: the same sandbox of its kind as `y`"),
+    ("postfix", True): ChrootRule(True, False, "`-c` kept (jail synced by `mailfleet.postfix.chroot`), "
+                                  "started as root with `CAP_SYS_CHROOT`, plus the sandbox of its kind"),
+    ("postfix", False): ChrootRule(False, True, "no `-c`: the sandbox of its kind"),
+}
+
+
+def chroot_rule(mode: str, chroot: bool) -> ChrootRule:
+    if mode not in CHROOT_MODES:
+        raise ValueError(f"chroot mode '{mode}' is not one of {', '.join(CHROOT_MODES)}")
+    return CHROOT_RULES[(mode, chroot)]
 
 
 class Paths(Record):

@@ -32,9 +32,36 @@ from __future__ import annotations
 
 import posixpath
 
-from . import _sandbox
-from ._mastercf import _ALNUM, MasterCfError, _all_in, _extpar, active_entries, disabled_by
+from . import _sandbox, _semantics
+from ._mastercf import _ALNUM, MasterCfError, _all_in, active_entries
 from ._sandbox import Record
+
+# master(8)'s semantics live in _semantics; the names are re-exported for this module's users.
+from ._semantics import (
+    ACCEPT,
+    DEFAULT_KNOWN_TCP_PORTS,
+    POOL,
+    Daemon,
+    Listener,
+    check_entry,
+    daemon_for,
+    default_port_resolver,
+    default_resolver,
+    flag_of,
+    inet_listener,
+    local_listener,
+    master_argv,
+    maxproc_of,
+    raw_args,
+    running_entries,
+    wakeup_of,
+)
+
+_atoi = _semantics.atoi
+_check_conflicts = _semantics.check_conflicts
+_error = _semantics.entry_error
+_master_head = _semantics.master_head
+_split_host_port = _semantics.split_host_port
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -46,65 +73,6 @@ if TYPE_CHECKING:  # annotations only: the systemd generator imports this module
     Resolver = Callable[[str], list[str]]
     PortResolver = Callable[[str], int]
 
-ACCEPT = "accept"
-POOL = "pool"
-
-
-class Daemon(Record):
-    _fields = ("skeleton", "flags", "mode", "kind", "owner", "persistent", "retire")
-    skeleton: str  # src/master/<skeleton>_server.c
-    flags: str  # S: solitary (maxproc 1), U: unlimited (maxproc 0), P: privileged (unpriv n)
-    mode: str  # ACCEPT or POOL
-    kind: str  # sandbox profile, _sandbox.PROFILES
-    owner: bool  # unpriv=y: systemd starts it as mail_owner (no -u, no capabilities)
-    persistent: bool = False  # runs from instance start on, never idles out
-    retire: bool = False  # calls setsid(): stop through the status channel, not SIGTERM
-
-
-D = Daemon
-# One row per daemon binary (postfix-facts §5, §10, §15). ``owner`` only where
-# pre-jail init needs nothing root-only (smtpd: see Instance.root_daemons).
-DAEMONS: dict[str, Daemon] = {
-    #                    skeleton   flags mode    kind       owner
-    "smtpd": D("single", "", POOL, "network", True),
-    "qmqpd": D("single", "", POOL, "network", False),
-    "pickup": D("trigger", "S", ACCEPT, "queue", True),
-    "cleanup": D("single", "U", POOL, "network", False),
-    "qmgr": D("trigger", "S", POOL, "queue", True, persistent=True),
-    "oqmgr": D("trigger", "S", POOL, "queue", True, persistent=True),
-    "nqmgr": D("trigger", "S", POOL, "queue", True, persistent=True),
-    "tlsmgr": D("multi", "S", POOL, "queue", False),
-    "trivial-rewrite": D("multi", "", POOL, "network", False),
-    "bounce": D("single", "U", POOL, "queue", False),
-    "verify": D("multi", "S", POOL, "queue", False, retire=True),
-    "flush": D("single", "U", ACCEPT, "network", False),
-    "proxymap": D("multi", "", POOL, "maps", False),
-    "smtp": D("single", "", POOL, "network", False),
-    "lmtp": D("single", "", POOL, "network", False),
-    "showq": D("single", "", ACCEPT, "queue", True),
-    "error": D("single", "", ACCEPT, "queue", True),
-    "discard": D("single", "", ACCEPT, "queue", True),
-    "local": D("single", "P", POOL, "local", False),
-    "virtual": D("single", "P", POOL, "virtual", False),
-    "pipe": D("single", "P", POOL, "command", False),
-    "spawn": D("single", "P", POOL, "command", False),
-    "anvil": D("multi", "S", POOL, "queue", True),
-    "scache": D("multi", "S", POOL, "queue", True),
-    "postlogd": D("dgram", "S", POOL, "log", False),
-    "postscreen": D("event", "S", POOL, "network", False, retire=True),
-    "dnsblog": D("single", "U", POOL, "network", False),
-    "tlsproxy": D("event", "U", POOL, "network", False),
-}
-# proxywrite (proxymap -n proxywrite) updates tables and protects them with setsid().
-PROXYWRITE = D("multi", "", POOL, "mapwrite", False, retire=True)
-
-SKELETON_TYPES = {
-    "single": ("inet", "unix", "pass"),
-    "multi": ("inet", "unix", "pass"),
-    "event": ("inet", "unix", "pass"),
-    "trigger": ("unix", "fifo", "pass"),
-    "dgram": ("unix-dgram",),
-}
 # Types a per-connection (Accept=yes) unit can serve; the rest always use the bridge.
 ACCEPT_TYPES = ("inet", "unix")
 TYPE_SLUG = {"inet": "inet", "unix": "unix", "unix-dgram": "dgram", "fifo": "fifo", "pass": "pass"}
@@ -113,7 +81,6 @@ UNLIMITED_CONNECTIONS = 1024
 # A pool worker's successor is a unit start (~90 ms of CPU) where master forks (~1 ms): pool
 # workers serve max_use x this many clients, unless their entry sets -o max_use itself.
 DEFAULT_MAX_USE_FACTOR = 10
-DEFAULT_KNOWN_TCP_PORTS = "lmtp=24, smtp=25, smtps=submissions=465, submission=587"
 
 
 class Instance(Record):
@@ -234,17 +201,6 @@ class Instance(Record):
         return "-" if self.name in ("", "-") else self.name
 
 
-class Listener(Record):
-    """Where one entry listens, as systemd socket settings and as master would count it."""
-
-    _fields = ("kind", "addresses", "local_only", "identity", "public")
-    kind: str  # ListenStream, ListenDatagram, ListenFIFO
-    addresses: list[str]  # systemd address strings
-    local_only: bool
-    identity: list[tuple[str, ...]]  # for conflict detection
-    public: bool = False
-
-
 class ServicePlan(Record):
     """How one master.cf entry is run."""
 
@@ -293,7 +249,8 @@ def escape(text: str) -> str:
         elif (char.isascii() and char.isalnum()) or char == "_" or (char == "." and pos > 0):
             out.append(char)
         else:
-            out.extend(f"\\x{byte:02x}" for byte in char.encode())
+            # surrogateescape: a byte that is not UTF-8 (read from master.cf) is escaped as that byte.
+            out.extend(f"\\x{byte:02x}" for byte in char.encode("utf-8", "surrogateescape"))
     return "".join(out)
 
 
@@ -303,7 +260,10 @@ def unit_base(instance: Instance, service: str, kind: str) -> str:
 
 _EXEC_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "'": "\\'", "%": "%%", "$": "$$", "\t": "\\t",
                                # other control characters as \xNN
-                               **{chr(c): f"\\x{c:02x}" for c in (*range(0x09), *range(0x0a, 0x20), 0x7f)}})
+                               **{chr(c): f"\\x{c:02x}" for c in (*range(0x09), *range(0x0a, 0x20), 0x7f)},
+                               # bytes that are not UTF-8 (surrogateescape) as \xNN: systemd unescapes
+                               # them to that byte (systemd.syntax(7), "Quoting"), the unit file stays UTF-8
+                               **{chr(0xdc00 + b): f"\\x{b:02x}" for b in range(0x80, 0x100)}})
 
 
 def exec_quote(arg: str) -> str:
@@ -317,138 +277,50 @@ def exec_quote(arg: str) -> str:
 
 
 def _env_quote(assignment: str) -> str:
-    return '"' + assignment.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+    text = utf8_only(assignment, "Environment")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
 def _unit_quote(value: str) -> str:
     """A unit name or path in a dependency list: only specifiers need care."""
-    return value.replace("%", "%%")
+    return utf8_only(value, "a unit name or path").replace("%", "%%")
 
 
-# --------------------------------------------------------------------------- master.cf fields
+def is_utf8(text: str) -> bool:
+    """False when text carries bytes that are not UTF-8 (read with surrogateescape)."""
+    return not any("\udc80" <= char <= "\udcff" for char in text)
 
 
-def _leading_int(text: str) -> Optional[int]:
-    """The number re.match(r"\\s*(\\d+)", text) finds (isspace and isdecimal are re's \\s and \\d)."""
-    text = text.lstrip()
-    end = 0
-    while end < len(text) and text[end].isdecimal():
-        end += 1
-    return int(text[:end]) if end else None
+def printable(text: str) -> str:
+    """text for messages and comments: a byte that is not UTF-8 as \\xNN (never dropped or replaced)."""
+    if is_utf8(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _atoi(text: str, default: int) -> int:
-    number = _leading_int(str(text))
-    return default if number is None else number
+def utf8_only(value: str, what: str) -> str:
+    """value unchanged; MasterCfError for bytes that a setting cannot carry.
+
+    systemd reads unit files as UTF-8 and C-unescapes only some settings (ExecStart= does, see
+    exec_quote); paths such as ListenStream= and Environment= values must be UTF-8 (a raw byte
+    gives "String is not UTF-8 clean, ignoring assignment"). Refused, never dropped or replaced.
+    """
+    if is_utf8(value):
+        return value
+    raise MasterCfError(f"{what} '{printable(value)}' is not UTF-8: systemd cannot carry these bytes in a unit file",
+                        value=value)
 
 
-def _compat_below_1(level: str) -> bool:
-    number = _leading_int(level or "")
-    return number is not None and number < 1
+def unit_value(key: str, value: str) -> str:
+    """One 'key=value' of a unit: free text (Description=) shows bytes as \\xNN, other settings refuse them."""
+    if is_utf8(value):
+        return value
+    if key == "Description":
+        return printable(value)
+    return utf8_only(value, f"{key}=")
 
 
-def maxproc_of(entry: Entry, instance: Instance) -> int:
-    value = entry.parsed.fields["maxproc"]
-    return instance.default_process_limit if value == "-" else _atoi(value, 0)
-
-
-def flag_of(entry: Entry, name: str, instance: Instance) -> bool:
-    value = entry.parsed.fields[name]
-    if value != "-":
-        return value == "y"
-    if name == "chroot":
-        return _compat_below_1(instance.compatibility_level)
-    return True
-
-
-def wakeup_of(entry: Entry) -> tuple[int, bool]:
-    """(seconds, conditional): master reads the leading digits; a trailing '?' waits for first use."""
-    value = entry.parsed.fields["wakeup"]
-    if value == "-":
-        return 0, False
-    seconds = _atoi(value, 0)
-    return seconds, seconds > 0 and value.endswith("?")
-
-
-def raw_args(entry: Entry) -> list[str]:
-    """Arguments after the command exactly as master passes them (braces stripped per token)."""
-    out = []
-    for tok in entry.parsed.tokens[8:]:
-        out.append(_extpar(tok.text) if tok.text.startswith("{") else tok.text)
-    return out
-
-
-def _master_head(entry: Entry, instance: Instance, *, listen_count: int, local_only: bool) -> list[str]:
-    """argv[0] and the options master adds, in master_ent.c's order."""
-    fields_ = entry.parsed.fields
-    command, service = fields_["command"], fields_["service"]
-    maxproc = maxproc_of(entry, instance)
-    head = [command]
-    if maxproc == 1:
-        head.append("-l")
-    if maxproc == 0:
-        head.append("-z")
-    if posixpath.basename(command) != service:
-        head += ["-n", service]
-    head += ["-t", fields_["type"]]
-    if flag_of(entry, "unpriv", instance):
-        head.append("-u")
-    if flag_of(entry, "chroot", instance):
-        head.append("-c")
-    if not local_only and maxproc > 1:
-        head += ["-o", "stress="]
-    if listen_count > 1:
-        head += ["-s", str(listen_count)]
-    return head
-
-
-def master_argv(entry: Entry, instance: Instance, *, listen_count: int = 1, local_only: bool = True) -> list[str]:
-    """The argv master(8) builds for this entry (master_ent.c:get_master_ent())."""
-    return _master_head(entry, instance, listen_count=listen_count, local_only=local_only) + raw_args(entry)
-
-
-def daemon_for(entry: Entry) -> Daemon:
-    fields_ = entry.parsed.fields
-    name = posixpath.basename(fields_["command"])
-    daemon = DAEMONS.get(name)
-    if daemon is None:
-        known = ", ".join(sorted(DAEMONS))
-        raise _error(entry, f"daemon '{fields_['command']}' is not a Postfix daemon this mapping knows ({known})",
-                     "command")
-    if name == "proxymap" and "proxywrite" in (fields_["service"], _option_n(entry)):
-        return PROXYWRITE
-    return daemon
-
-
-def _option_n(entry: Entry) -> str:
-    args = raw_args(entry)
-    for pos, arg in enumerate(args[:-1]):
-        if arg == "-n":
-            return args[pos + 1]
-    return ""
-
-
-def _error(entry: Entry, message: str, field_name: Optional[str] = None) -> MasterCfError:
-    where = f"'{entry.parsed.fields['service']} {entry.parsed.fields['type']}': "
-    return MasterCfError(where + message, path=entry.path, line=entry.first_line, field_name=field_name,
-                         value=entry.parsed.fields.get(field_name or "", None))
-
-
-def check_entry(entry: Entry, daemon: Daemon, instance: Instance) -> None:
-    """Refuse what the daemon would refuse at run time (skeleton type and -l/-z/-u rules)."""
-    fields_ = entry.parsed.fields
-    kind, name = fields_["type"], posixpath.basename(fields_["command"])
-    allowed = SKELETON_TYPES[daemon.skeleton]
-    if kind not in allowed:
-        raise _error(entry, f"{name} ({daemon.skeleton} server) cannot serve type '{kind}'; it serves "
-                     + ", ".join(allowed), "type")
-    maxproc = maxproc_of(entry, instance)
-    if "S" in daemon.flags and maxproc != 1:
-        raise _error(entry, f"{name} requires a process limit of 1 (maxproc is {fields_['maxproc']})", "maxproc")
-    if "U" in daemon.flags and maxproc != 0:
-        raise _error(entry, f"{name} requires a process limit of 0 (maxproc is {fields_['maxproc']})", "maxproc")
-    if "P" in daemon.flags and flag_of(entry, "unpriv", instance):
-        raise _error(entry, f"{name} requires privileged operation (unpriv must be n)", "unpriv")
+# --------------------------------------------------------------------------- names
 
 
 def short_name(multi_instance_name: str, *, source: str = "main.cf") -> str:
@@ -464,222 +336,20 @@ def short_name(multi_instance_name: str, *, source: str = "main.cf") -> str:
     return name
 
 
-# --------------------------------------------------------------------------- listeners
-
-
-def _words(value: str) -> list[str]:
-    """Postfix list syntax: words separated by whitespace and commas (re.split(r"[\\s,]+") minus empties)."""
-    return value.replace(",", " ").split()
-
-
-def _protocols(value: str) -> list[int]:
-    words = set(_words(value.strip().lower()))
-    if "all" in words:
-        return [4, 6]
-    return [v for v, word in ((4, "ipv4"), (6, "ipv6")) if word in words]
-
-
-def _ports(instance: Instance) -> dict[str, int]:
-    table: dict[str, int] = {}
-    for group in _words(instance.known_tcp_ports or ""):
-        parts = group.split("=")
-        if len(parts) > 1 and parts[-1].isdigit():
-            for name in parts[:-1]:
-                table[name] = int(parts[-1])
-    return table
-
-
-def default_resolver(host: str) -> list[str]:
-    import socket
-
-    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return [str(info[4][0]) for info in infos]
-
-
-def default_port_resolver(name: str) -> int:
-    import socket
-
-    return socket.getservbyname(name, "tcp")
-
-
-def _split_host_port(service: str) -> tuple[str, str]:
-    if service.startswith("["):
-        host, _unused, port = service[1:].partition("]:")
-        return host, port
-    host, sep, port = service.rpartition(":")
-    return (host, port) if sep else ("", service)
-
-
-class Address(Record):
-    """A numeric IP address in canonical text form (ipaddress costs start-up time)."""
-
-    _fields = ("version", "text")
-    version: int
-    text: str
-
-    @property
-    def is_loopback(self) -> bool:
-        return self.text.startswith("127.") if self.version == 4 else self.text == "::1"
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def ip_address(text: str) -> Address:
-    """Parse and canonicalise (RFC 5952) without the socket or ipaddress modules' import cost."""
-    parts = text.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts):
-        return Address(4, ".".join(str(int(p)) for p in parts))
-    groups = _ipv6_groups(text)
-    if groups is None:
-        raise ValueError(f"'{text}' is not an IP address")
-    # Longest run (>1) of zero groups becomes '::'.
-    best, run, start = (0, -1), 0, 0
-    for pos, group in enumerate(groups + [1]):
-        if group == 0:
-            start, run = (pos, 1) if run == 0 else (start, run + 1)
-        else:
-            if run > 1 and run > best[0]:
-                best = (run, start)
-            run = 0
-    words = [f"{g:x}" for g in groups]
-    if best[1] >= 0:
-        first, last = best[1], best[1] + best[0]
-        return Address(6, ":".join(words[:first]) + "::" + ":".join(words[last:]))
-    return Address(6, ":".join(words))
-
-
-def _ipv6_groups(text: str) -> Optional[list[int]]:
-    if "." in text:  # embedded IPv4 (::ffff:192.0.2.1): rewrite as two hex groups
-        head, _unused, v4 = text.rpartition(":")
-        octets = v4.split(".")
-        if not head or len(octets) != 4 or not all(p.isdigit() and int(p) < 256 for p in octets):
-            return None
-        n = [int(p) for p in octets]
-        text = f"{head}:{n[0] << 8 | n[1]:x}:{n[2] << 8 | n[3]:x}"
-    if text.count("::") > 1 or not all(c in "0123456789abcdefABCDEF:" for c in text):
-        return None
-    head, sep, tail = text.partition("::")
-    left = head.split(":") if head else []
-    right = tail.split(":") if tail else []
-    if any(not w or len(w) > 4 for w in left + right):
-        return None
-    missing = 8 - len(left) - len(right)
-    if (sep and missing < 1) or (not sep and missing != 0):
-        return None
-    return [int(w, 16) for w in left] + [0] * missing + [int(w, 16) for w in right]
-
-
-def _numeric(host: str) -> Optional[Address]:
-    try:
-        return ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-
-
-def _resolve(host: str, resolver: Resolver) -> list[Address]:
-    numeric = _numeric(host)
-    if numeric is not None:
-        return [numeric]
-    found = []
-    for addr in resolver(host):
-        parsed = _numeric(addr.split("%")[0])
-        if parsed is not None and parsed not in found:
-            found.append(parsed)
-    return found
-
-
-def inet_listener(entry: Entry, instance: Instance, resolver: Resolver, port_resolver: PortResolver) -> Listener:
-    service = entry.parsed.fields["service"]
-    host, port_text = _split_host_port(service)
-    families = _protocols(instance.inet_protocols)
-    if port_text.isdigit():
-        port = int(port_text)
-    elif port_text in _ports(instance):
-        port = _ports(instance)[port_text]
-    else:
-        try:
-            port = port_resolver(port_text)
-        except OSError as exc:
-            raise _error(entry, f"unknown TCP service '{port_text}' ({exc})", "service") from exc
-    addrs: list[Address] = []
-    if host:
-        try:
-            addrs = _resolve(host, resolver)
-        except OSError as exc:
-            raise _error(entry, f"cannot resolve host '{host}' ({exc})", "service") from exc
-    else:
-        interfaces = _words(instance.inet_interfaces.strip())
-        for word in interfaces or ["all"]:
-            if word.lower() == "all":
-                addrs += [ip_address("0.0.0.0" if v == 4 else "::") for v in families]
-            elif word.lower() == "loopback-only":
-                addrs += [ip_address("127.0.0.1" if v == 4 else "::1") for v in families]
-            else:
-                try:
-                    addrs += _resolve(word, resolver)
-                except OSError as exc:
-                    raise _error(entry, f"cannot resolve inet_interfaces address '{word}' ({exc})", "service") from exc
-    addrs = [a for i, a in enumerate(addrs) if a.version in families and a not in addrs[:i]]
-    if not addrs:
-        raise _error(entry, f"no listen address for '{service}' with inet_interfaces = {instance.inet_interfaces} "
-                     f"and inet_protocols = {instance.inet_protocols}", "service")
-    strings = [f"[{a}]:{port}" if a.version == 6 else f"{a}:{port}" for a in addrs]
-    identity = [("inet", str(a.version), str(a), str(port)) for a in addrs]
-    return Listener("ListenStream", strings, all(a.is_loopback for a in addrs), identity)
-
-
-def local_listener(entry: Entry, instance: Instance) -> Listener:
-    fields_ = entry.parsed.fields
-    public = fields_["private"] == "n"
-    path = posixpath.join(instance.queue_directory, "public" if public else "private", fields_["service"])
-    kind = {"unix-dgram": "ListenDatagram", "fifo": "ListenFIFO"}.get(fields_["type"], "ListenStream")
-    # pass services hand remote clients over: never local-only (postfix-facts §1.6).
-    return Listener(kind, [path], fields_["type"] != "pass", [("path", path)], public=public)
-
-
-def _check_conflicts(plans: list[tuple[Entry, Listener]]) -> None:
-    seen: dict[tuple[str, ...], Entry] = {}
-    for entry, listener in plans:
-        for ident in listener.identity:
-            clashes = [ident]
-            if ident[0] == "inet":
-                wildcard = "0.0.0.0" if ident[1] == "4" else "::"
-                if ident[2] == wildcard:
-                    clashes += [k for k in seen if k[0] == "inet" and k[1] == ident[1] and k[3] == ident[3]]
-                else:
-                    clashes.append(("inet", ident[1], wildcard, ident[3]))
-            for key in clashes:
-                other = seen.get(key)
-                if other is not None:
-                    what = f"port {ident[3]}" if ident[0] == "inet" else ident[1]
-                    raise _error(entry, f"listens on {what} like the entry at line {other.first_line} "
-                                 f"('{other.service} {other.type}'); two listeners cannot share it", "service")
-            seen[ident] = entry
-
-
-# --------------------------------------------------------------------------- master_service_disable
-
-
-def disabled(entry: Entry, instance: Instance) -> bool:
-    """master_service_disable (and inet without any protocol) as set_master_ent() applies it."""
-    fields_ = entry.parsed.fields
-    kind, name = fields_["type"], fields_["service"]
-    if kind == "inet" and not _protocols(instance.inet_protocols):
-        return True
-    return disabled_by(name, kind, instance.master_service_disable)
-
-
 # --------------------------------------------------------------------------- rendering
 
 
-def render_unit(sections: Sequence[tuple[str, Sequence[tuple[str, str]]]], *, header: str = "") -> str:
-    out = [f"# {line}".rstrip() for line in header.splitlines()]
+def render_unit(sections: Sequence[tuple[str, Sequence[tuple[str, str]]]], *,
+                header: Union[str, Sequence[str]] = "") -> str:
+    """One unit file, for both modes. A unit is UTF-8: bytes that are not (Latin-1 in master.cf)
+    are \\xNN in comments and refused in settings (unit_value)."""
+    lines = header.splitlines() if isinstance(header, str) else header
+    out = [f"# {printable(line)}".rstrip() for line in lines]
     for name, items in sections:
         if out:
             out.append("")
         out.append(f"[{name}]")
-        out.extend(f"{key}={value}" for key, value in items)
+        out.extend(f"{key}={unit_value(key, value)}" for key, value in items)
     return "\n".join(out) + "\n"
 
 
@@ -715,13 +385,11 @@ def build_units(
 ) -> UnitSet:
     """The whole unit set for one instance; raises MasterCfError (and builds nothing) on bad input."""
     instance = instance or Instance()
-    entries = as_entries(items, path=instance.source or "master.cf")
+    entries, warnings = running_entries(items, instance, path=instance.source or "master.cf")
     result = UnitSet(instance=instance)
+    result.warnings += warnings
     prepared: list[tuple[Entry, Daemon, Listener]] = []
     for entry in entries:
-        entry.validate()
-        if disabled(entry, instance):
-            continue
         daemon = daemon_for(entry)
         check_entry(entry, daemon, instance)
         if entry.type == "inet":
@@ -733,7 +401,12 @@ def build_units(
     # The holder starts with the target: it takes master's locks, so postfix status answers at once.
     wants: list[str] = [instance.holder + ".socket", instance.holder + ".service"]
     for entry, daemon, listener in prepared:
-        wants += _entry_units(result, _plan(instance, entry, daemon, listener))
+        try:
+            wants += _entry_units(result, _plan(instance, entry, daemon, listener))
+        except MasterCfError as exc:  # a value systemd cannot carry (utf8_only): name the entry's line
+            if exc.line is not None:
+                raise
+            raise _error(entry, exc.reason) from exc
     _instance_units(result, wants)
     return result
 
@@ -771,9 +444,10 @@ class _Plan(Record):
 
 def _plan(instance: Instance, entry: Entry, daemon: Daemon, listener: Listener) -> _Plan:
     kind = entry.type
-    owner = (daemon.owner and flag_of(entry, "unpriv", instance)
+    rule = _sandbox.chroot_rule(instance.chroot, flag_of(entry, "chroot", instance))
+    keep_chroot = rule.keep_c
+    owner = (rule.owner_ok and daemon.owner and flag_of(entry, "unpriv", instance)
              and posixpath.basename(entry.parsed.fields["command"]) not in instance.root_daemons)
-    keep_chroot = instance.chroot == "postfix" and not owner and flag_of(entry, "chroot", instance)
     mode = daemon.mode if kind in ACCEPT_TYPES else POOL
     head = _master_head(entry, instance, listen_count=len(listener.addresses), local_only=listener.local_only)
     base = unit_base(instance, entry.service, kind)
@@ -843,8 +517,17 @@ def _socket_unit(instance: Instance, plan: _Plan) -> str:
             sock.append(("FreeBind", "yes"))  # master binds at start; systemd may be earlier than the address
     else:
         group = instance.setgid_group if listener.public else instance.group
-        sock += [("SocketUser", instance.mail_owner), ("SocketGroup", group),
-                 ("SocketMode", "0622" if entry.type == "fifo" else "0666"), ("RemoveOnStop", "yes")]
+        mode = "0622" if entry.type == "fifo" else "0666"
+        sock += [("SocketUser", instance.mail_owner), ("SocketGroup", group), ("SocketMode", mode)]
+        # master(8) replaces whatever is at the endpoint's name (fifo_listen, unix_listen: unlink, then
+        # create); systemd fails on a stale FIFO, on a socket where a FIFO goes and on any FIFO in a
+        # set-gid public/. The bridge makes room first (see _bridge.cmd_endpoint: no symlink followed,
+        # nothing but that name removed). No RemoveOnStop=: master never removes an endpoint, and a unit
+        # no longer generated (pickup-unix after pickup became fifo) would remove the new one at its stop.
+        prepare = [instance.python, "-I", "-S", instance.bridge, "endpoint"]
+        if entry.type == "fifo":
+            prepare += ["--fifo-mode", mode]
+        sock.append(("ExecStartPre", " ".join(exec_quote(w) for w in [*prepare, "--", listener.addresses[0]])))
     if listener.kind == "ListenStream":
         sock.append(("Backlog", str(max(plan.maxproc, instance.default_process_limit))))
     if plan.mode == ACCEPT:

@@ -217,6 +217,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._chroot_sync imp
     sync,
     verify,
 )
+from ansible_collections.mailfleet.postfix.plugins.module_utils._units import printable  # noqa: E402
 
 
 def postconf(module: AnsibleModule, config_dir: str) -> dict[str, str]:
@@ -254,7 +255,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     config_dir = module.params["config_dir"]
     master_path = os.path.join(config_dir, "master.cf")
     try:
-        with open(master_path, encoding="utf-8") as handle:
+        # Postfix reads master.cf as bytes: keep what is not UTF-8 (a Latin-1 comment) as it is.
+        with open(master_path, encoding="utf-8", errors="surrogateescape") as handle:
             master_text = handle.read()
     except OSError as exc:
         module.fail_json(msg=f"cannot read {master_path}: {exc.strerror}")
@@ -266,7 +268,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         plan = plan_jail(master_text, params, HostFacts.from_dict(facts),
                          extra_files=module.params["extra_files"], path=master_path)
     except ChrootPlanError as exc:
-        module.fail_json(msg=f"cannot plan the jail of {config_dir}: {exc}", **result)
+        module.fail_json(msg=f"cannot plan the jail of {config_dir}: {printable(str(exc))}", **result)
     if module.params["state"] == "absent":
         plan.items = []
     queue = plan.queue_directory

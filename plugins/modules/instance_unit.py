@@ -161,6 +161,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_unit im
 )
 from ansible_collections.mailfleet.postfix.plugins.module_utils._generator import master_units  # noqa: E402
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._units import printable  # noqa: E402
 
 
 def postconf(module: AnsibleModule, config_dir: str) -> dict[str, str]:
@@ -210,7 +211,7 @@ class Files:
 
     def content(self, path: str, text: str, mode: int = 0o644) -> None:
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
                 before: Optional[str] = handle.read()
         except OSError:
             before = None
@@ -360,7 +361,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     config_dir = module.params["config_dir"]
     master_path = os.path.join(config_dir, "master.cf")
     try:
-        with open(master_path, encoding="utf-8") as handle:
+        # Postfix reads master.cf as bytes: keep what is not UTF-8 (a Latin-1 comment) as it is.
+        with open(master_path, encoding="utf-8", errors="surrogateescape") as handle:
             master_text = handle.read()
     except OSError as exc:
         module.fail_json(msg=f"cannot read {master_path}: {exc.strerror}")
@@ -375,7 +377,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                                                    params.get("multi_instance_name") or "-",
                                                    params.get("config_directory") or config_dir)) or None})
     except (ChrootPlanError, MasterCfError) as exc:
-        module.fail_json(msg=f"cannot generate the unit of {config_dir}: {exc}")
+        module.fail_json(msg=f"cannot generate the unit of {config_dir}: {printable(str(exc))}")
     main_unit = os.path.join(module.params["unit_dir"], generated.instance.unit)
     changed = remove_state(module, generated) if absent else False
     files = Files(module)

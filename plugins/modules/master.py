@@ -172,9 +172,10 @@ attributes:
   idempotent:
     support: full
 notes:
-  - The resulting master.cf is validated whenever it would change. A duplicate O(service)/O(type) pair
-    (master(8) would use only the last one) or a continuation line before the first entry (Postfix
-    ignores it) is refused then, with its line number.
+  - The resulting master.cf is validated whenever it would change. An edit that would create a duplicate
+    O(service)/O(type) pair (master(8) would use only the last one) or a continuation line before the
+    first entry (Postfix ignores it) is refused, with its line number. Such lines that the file already
+    had are left alone, as Postfix accepts them.
   - Postfix's own checks run on a copy whose C(queue_directory) and C(data_directory) point at scratch
     directories, because C(postfix check) creates and repairs queue directories; the real queue is never
     touched.
@@ -344,7 +345,8 @@ def edit(text: str, specs: list[dict[str, Any]], *, path: str) -> tuple[str, lis
     after = doc.render()
     if after == text:
         return text, []
-    MasterCf.parse(after, path=path).validate(strict=True)
+    # Postfix accepts duplicates (the last entry wins): refuse only those this edit would create.
+    MasterCf.parse(after, path=path).validate_edit(MasterCf.parse(text, path=path))
     return after, list(dict.fromkeys(changed))
 
 

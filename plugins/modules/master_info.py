@@ -24,9 +24,11 @@ extends_documentation_fragment:
   - mailfleet.postfix.attributes
   - mailfleet.postfix.attributes.info_module
 notes:
-  - Entries with invalid field values make the module fail, naming the line and the field. A duplicate
-    service/type pair and a continuation line before the first entry are reported as warnings, because
-    Postfix accepts them with a warning.
+  - Entries with invalid field values make the module fail, naming the line and the field, and so does a
+    C(compatibility_level) or C(inet_protocols) that master(8) refuses to start with.
+  - A duplicate service/type pair and a continuation line before the first entry are reported as warnings,
+    because Postfix accepts them with a warning; for a duplicate, master(8) runs the last entry and the
+    warning names both lines.
 seealso:
   - module: mailfleet.postfix.master
   - plugin: mailfleet.postfix.master_cf_parse
@@ -157,11 +159,16 @@ entries:
         maxproc:
           description: Process limit, V(0) for no limit (V(-) means RV(defaults.default_process_limit)).
           type: int
+        runs:
+          description:
+            - Whether master(8) runs this entry. False for a commented-out entry, an entry that
+              C(master_service_disable) names (or an C(inet) entry when C(inet_protocols) is empty), and
+              an entry that a later entry for the same service replaces.
+          type: bool
 """
 
 # validate-modules wants DOCUMENTATION, EXAMPLES and RETURN before any import.
 import os  # noqa: E402
-import re  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -169,47 +176,48 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mailfleet.postfix.plugins.module_utils._fileops import FileOpsError, read_config  # noqa: E402
 from ansible_collections.mailfleet.postfix.plugins.module_utils._maincf import MainCf, MainCfError  # noqa: E402
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf, MasterCfError  # noqa: E402
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (  # noqa: E402
-    Instance,
-    flag_of,
-    maxproc_of,
-    wakeup_of,
+from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import (  # noqa: E402
+    Facts,
+    chroot_default,
+    columns,
+    running_entries,
 )
 
 
-def _instance(main_cf: MainCf) -> Instance:
-    # Postfix's built-in compatibility_level is 0: chroot '-' then means y.
-    level = main_cf.get("compatibility_level") or "0"
-    limit = main_cf.get("default_process_limit") or "100"
-    return Instance.from_params({"compatibility_level": level, "default_process_limit": limit})
+def _facts(main_cf: MainCf) -> Facts:
+    """main.cf as written; Postfix's built-in defaults for what it does not set."""
+    names = ("compatibility_level", "default_process_limit", "inet_protocols", "master_service_disable")
+    return Facts.from_mapping({n: main_cf.get(n) for n in names}, source=main_cf.path)
 
 
-def _defaults(instance: Instance) -> dict[str, Any]:
-    match = re.match(r"\s*(\d+)", instance.compatibility_level)
+def _defaults(facts: Facts) -> dict[str, Any]:
     return {
-        "compatibility_level": instance.compatibility_level,
-        "default_process_limit": instance.default_process_limit,
-        "chroot": match is not None and int(match.group(1)) < 1,
+        "compatibility_level": facts.compatibility_level,
+        "default_process_limit": facts.default_process_limit,
+        "chroot": chroot_default(facts),
     }
 
 
-def describe(doc: MasterCf, instance: Instance) -> list[dict[str, Any]]:
-    """Every entry as a dict, with an ``effective`` view of its defaults."""
+def describe(doc: MasterCf, facts: Facts) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every entry as a dict, with an ``effective`` view of its defaults, and master(8)'s warnings."""
+    running, warnings = running_entries(doc, facts, path=doc.path)
+    runs = set(map(id, running))
     out = []
     for entry in doc.entries():
         item = entry.to_dict()
         item.pop("kind")
-        seconds, conditional = wakeup_of(entry)
+        cols = columns(entry, facts)
         item["effective"] = {
-            "private": flag_of(entry, "private", instance),
-            "unpriv": flag_of(entry, "unpriv", instance),
-            "chroot": flag_of(entry, "chroot", instance),
-            "wakeup": seconds,
-            "wakeup_conditional": conditional,
-            "maxproc": maxproc_of(entry, instance),
+            "private": cols.private,
+            "unpriv": cols.unpriv,
+            "chroot": cols.chroot,
+            "wakeup": cols.wakeup,
+            "wakeup_conditional": cols.conditional,
+            "maxproc": cols.maxproc,
+            "runs": id(entry) in runs,
         }
         out.append(item)
-    return out
+    return out, warnings
 
 
 def main() -> None:
@@ -222,19 +230,14 @@ def main() -> None:
     try:
         doc = MasterCf.parse(read_config(config_dir, "master.cf"), path=path)
         main_cf = MainCf.parse(read_config(config_dir, "main.cf"), path=os.path.join(config_dir, "main.cf"))
-        for entry in doc.entries(enabled=True):
-            entry.validate()
-        instance = _instance(main_cf)
-        entries = describe(doc, instance)
+        facts = _facts(main_cf)
+        entries, warnings = describe(doc, facts)
+        defaults = _defaults(facts)
     except (MasterCfError, MainCfError, FileOpsError) as exc:
         module.fail_json(msg=str(exc))
-    for warning in doc.warnings:
+    for warning in doc.warnings + warnings:  # Postfix accepts these with a warning
         module.warn(warning)
-    try:
-        doc.validate()  # only duplicates are left to find: Postfix warns and uses the last one
-    except MasterCfError as exc:
-        module.warn(str(exc))
-    module.exit_json(changed=False, path=path, defaults=_defaults(instance), entries=entries)
+    module.exit_json(changed=False, path=path, defaults=defaults, entries=entries)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,12 @@ description:
   - Units that are no longer generated (an entry removed from master.cf) are stopped. Changed units take
     effect at once; changed services by a graceful reload of the instance, changed listeners by a restart of
     the instance.
+  - After a start, restart or reload the task fails, naming each unit with its state and result, if a
+    generated socket unit does not listen or a unit of the instance failed. With O(state=started) a running
+    instance with such a unit is started again. Like master(8), a local listener first replaces whatever is
+    at its name (an endpoint whose type changed, e.g. C(pickup) from C(unix) to C(fifo)). The failed state
+    of the instance's own units (also of those no longer generated) is reset when they are stopped and when
+    the instance returns to V(master), never that of other units.
 options:
   config_dir:
     description:
@@ -201,11 +207,12 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils import (  # noqa
     _mastercf,
     _masterless,
     _sandbox,
+    _semantics,
     _units,
 )
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError  # noqa: E402
 
-PAYLOAD = {"_mastercf": _mastercf, "_units": _units, "_sandbox": _sandbox, "_bridge": _bridge,
+PAYLOAD = {"_mastercf": _mastercf, "_semantics": _semantics, "_units": _units, "_sandbox": _sandbox, "_bridge": _bridge,
            "_generator": _generator}
 
 
@@ -249,12 +256,14 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             inputs = _generator.Inputs(name, conf)
             unitset = _generator.build(name, conf, inputs=inputs)
         except MasterCfError as exc:
-            module.fail_json(msg=f"nothing changed: {exc}", line=exc.line, path=exc.path)
+            module.fail_json(msg=f"nothing changed: {_units.printable(str(exc))}", line=exc.line, path=exc.path)
         except _generator.GeneratorError as exc:
-            module.fail_json(msg=f"nothing changed: {exc}")
+            module.fail_json(msg=f"nothing changed: {_units.printable(str(exc))}")
         after = _generator.split_record(_generator.saved_record(unitset, inputs))[0]
         out["units"] = sorted(unitset.units)
         out["services"] = [s.to_dict() for s in unitset.services]
+        for warning in unitset.warnings:  # what master(8) would log, e.g. a duplicate entry
+            module.warn(warning)
         files = _masterless.installation(PAYLOAD, libexec=p["libexec_dir"], generator_dir=p["generator_dir"],
                                          python=p["python"])
         conf_values = {k: v for k, v in conf.items() if k != "config_directory"}
@@ -336,10 +345,29 @@ class _Context:
             self.act("stop master(8)", _masterless.stop_master, self.run, queue_directory=q,
                      config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)
         if not _masterless.active(self.run, target) or not _masterless.active(self.run, holder + ".service"):
+            self._reset_failed()
             self.act(f"start {target}", _masterless.start_masterless, self.run, target=target, holder=holder,
                      queue_directory=q, timeout=self.timeout)
         elif units_changed:
             self._apply_changes()
+        elif _masterless.unhealthy(self.run, self.out["units"], self.inst.prefix):
+            # Running, but a listener is missing or a unit failed: started again, like a failed service.
+            self._reset_failed()
+            self.act(f"start {target} (a unit failed or a socket does not listen)", _masterless.systemctl,
+                     self.run, "start", target)
+        else:
+            return
+        if not self.check:
+            try:
+                _masterless.verify_running(self.run, self.out["units"], self.inst.prefix, self.timeout)
+            except _masterless.MasterlessError as exc:
+                self.module.fail_json(msg=str(exc), **self.out)
+
+    def _reset_failed(self) -> None:
+        """Clear the failed state of this instance's units only (also of units no longer generated)."""
+        failed = _masterless.failed_units(self.run, self.inst.prefix)
+        if failed:
+            self.act("reset-failed " + " ".join(failed), _masterless.reset_failed, self.run, failed)
 
     def _route_postfix_start(self) -> None:
         wrapper = _masterless.script_wrapper(self.inst.daemon_directory, _generator.CONF_DIR)
@@ -365,6 +393,7 @@ class _Context:
         stale = [] if self.check else _masterless.stale_units(self.run, self.inst.prefix)
         if stale:
             self.act("stop " + " ".join(stale), _masterless.systemctl, self.run, "stop", *stale)
+        self._reset_failed()
         sockets = [n for n in changes["added"] + changes["removed"] + changes["modified"] if n.endswith(".socket")]
         if sockets:
             # Listeners changed: master(8) rebinds on reload; units must be restarted to rebind.
@@ -388,6 +417,7 @@ class _Context:
                 self.act(f"remove {state_path}", os.unlink, state_path)
             self.act("systemctl daemon-reload", _masterless.systemctl, self.run, "daemon-reload")
         self._restore_postfix_start(os.path.basename(conf_path))
+        self._reset_failed()  # units that failed while master-less are not-found now: nothing else clears them
         if self.state == "started" and _masterless.master_pid(q) is None:
             self.act("start master(8)", _masterless.start_master, self.run, queue_directory=q,
                      config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)

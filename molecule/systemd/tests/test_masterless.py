@@ -276,6 +276,24 @@ def test_reload_picks_up_a_changed_o_override(mail: Any) -> None:
         mail.run("postfix reload")
 
 
+def test_drop_in_survives_regeneration(mail: Any) -> None:
+    """docs/systemd.md, the chroot column: a per-service override is a drop-in the generator never touches."""
+    unit = "postfix-default-smtp-inet@.service"
+    drop_in = f"/etc/systemd/system/{unit}.d/50-mailfleet-test.conf"
+    before = unit_prop(mail, "postfix-default-smtp-inet@1.service", "ProtectHome")
+    assert before == "yes", before
+    assert mail.run(f"mkdir -p /etc/systemd/system/{unit}.d && "
+                    f"printf '[Service]\\nProtectHome=read-only\\n' > {drop_in}").rc == 0
+    try:
+        for regenerate in ("systemctl daemon-reload", "postfix reload", "systemctl daemon-reload"):
+            assert mail.run(regenerate).rc == 0
+            assert unit_prop(mail, "postfix-default-smtp-inet@1.service", "ProtectHome") == "read-only", regenerate
+            assert "ProtectHome=yes" in mail.file(f"/run/systemd/generator/{unit}").content_string
+    finally:
+        mail.run(f"rm -rf /etc/systemd/system/{unit}.d && systemctl daemon-reload")
+    assert unit_prop(mail, "postfix-default-smtp-inet@1.service", "ProtectHome") == "yes"
+
+
 def test_postfix_stop_stops_the_instance(mail: Any) -> None:
     assert mail.run("postfix stop").rc == 0
     wait_for(lambda: not mail.service(TARGET).is_running, "the target to stop", timeout=60)
@@ -349,6 +367,39 @@ def queue_two(mail: Any, tag: str) -> list[str]:
     return subjects
 
 
+def failed_units(host: Any) -> str:
+    return host.run("systemctl list-units --failed --plain --no-legend").stdout.strip()
+
+
+def set_pickup(mail: Any, kind: str) -> None:
+    """pickup as a unix or a fifo service (master.cf(5) allows both), the other entry removed."""
+    other = "fifo" if kind == "unix" else "unix"
+    out = mail.run(f"postconf -MX pickup/{other} && postconf -M pickup/{kind}='pickup {kind} n - y 60 1 pickup'")
+    assert out.rc == 0, out.stderr
+
+
+def sendmail_delivers(mail: Any, tag: str) -> None:
+    subject = f"{tag}-{token()}"
+    assert mail.run(f"printf 'Subject: {subject}\\n\\nbody\\n' | sendmail root").rc == 0
+    wait_for(in_mailbox(mail, "root", subject), f"sendmail mail ({tag}) in /var/mail/root",
+             explain=lambda: mail_state(mail) + mail.run("ls -l /var/spool/postfix/public /var/spool/postfix/maildrop; "
+                                                         "systemctl status --no-pager 'postfix-default-pickup*'").stdout)
+
+
+@pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
+def test_pickup_unix_to_fifo_keeps_local_submission(mail: Any) -> None:
+    set_pickup(mail, "fifo")
+    result = switch("systemd")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    # The socket that listened there is gone, a FIFO replaced it (as master(8) replaces a stale endpoint).
+    assert mail.run("test -p /var/spool/postfix/public/pickup").rc == 0
+    assert unit_prop(mail, "postfix-default-pickup-fifo.socket", "SubState") in ("listening", "running")
+    sendmail_delivers(mail, "pickup-fifo")
+    time.sleep(2)  # the wakeup timer fires 1 s after the start
+    assert unit_prop(mail, "postfix-default-pickup-fifo-wakeup.service", "Result") == "success"
+    assert failed_units(mail) == "", "the removed pickup-unix units left failed units behind"
+
+
 @pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
 def test_switch_to_master_delivers_the_queue(mail: Any) -> None:
     subjects = queue_two(mail, "to-master")
@@ -378,3 +429,31 @@ def test_switch_back_to_systemd_delivers_the_queue(mail: Any) -> None:
     for subject in subjects:
         wait_for(in_mailbox(mail, "root", subject), f"{subject} delivered master-less")
     assert mail.run("pgrep -x master").stdout == ""
+    # master(8) left its own FIFO (owned by postfix) at public/pickup: the socket unit replaced it.
+    sendmail_delivers(mail, "fifo-after-master")
+    assert failed_units(mail) == ""
+
+
+@pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
+def test_pickup_fifo_to_unix_keeps_local_submission(mail: Any) -> None:
+    set_pickup(mail, "unix")
+    result = switch("systemd")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert mail.run("test -S /var/spool/postfix/public/pickup").rc == 0
+    assert unit_prop(mail, "postfix-default-pickup-unix.socket", "SubState") in ("listening", "running")
+    sendmail_delivers(mail, "pickup-unix")
+    assert failed_units(mail) == ""
+
+
+@pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
+def test_switch_to_master_leaves_no_failed_units(mail: Any) -> None:
+    # master -> master-less -> master (with a type change in between): nothing stays failed, not even
+    # units that no longer exist.
+    result = switch("master")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert mail.run("pgrep -x master").stdout.strip()
+    assert failed_units(mail) == ""
+    # Only the (empty) slice stays loaded: systemd loads a slice by its name alone.
+    left = mail.run("systemctl list-units --all --plain --no-legend 'postfix-default*'").stdout.split("\n")
+    assert [line.split()[0] for line in left if line.strip()] in ([], ["postfix-default.slice"]), left
+    sendmail_delivers(mail, "master-again")

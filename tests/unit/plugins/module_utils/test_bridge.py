@@ -574,3 +574,52 @@ def test_select_is_used_for_status_eof() -> None:
     b.close()
     assert select.select([a], [], [], 0)[0] == [a]
     a.close()
+
+
+# --------------------------------------------------------------------------- endpoint (ExecStartPre of local listeners)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes root-owned FIFOs")
+@pytest.mark.parametrize("umask", [0, 0o022])
+def test_endpoint_replaces_a_stale_socket_with_a_root_fifo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           umask: int) -> None:
+    monkeypatch.setattr(_bridge, "_manager_umask", lambda: umask)
+    public = tmp_path / "public"
+    public.mkdir()
+    os.chown(public, 0, 1)
+    os.chmod(public, 0o2710)  # Debian's public/: set-gid, a FIFO made there would get its group
+    stale = unix_listener(public / "pickup")
+    try:
+        assert _bridge.main(["endpoint", "--fifo-mode", "0622", "--", str(public / "pickup")]) == 0
+    finally:
+        stale.close()
+    st = os.lstat(public / "pickup")
+    # What systemd's fifo_address_create() accepts: a FIFO, root:root, its mode less its own umask.
+    assert stat.S_ISFIFO(st.st_mode) and (st.st_uid, st.st_gid) == (0, 0)
+    assert st.st_mode & 0o777 == 0o622 & ~umask
+    # FIFO -> unix: the FIFO goes, systemd binds the socket.
+    assert _bridge.main(["endpoint", "--", str(public / "pickup")]) == 0
+    assert not os.path.lexists(public / "pickup")
+    assert _bridge.main(["endpoint", "--", str(public / "pickup")]) == 0  # nothing there: fine
+
+
+def test_endpoint_removes_only_the_name(tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "smtp").symlink_to(target)
+    assert _bridge.main(["endpoint", "--", str(private / "smtp")]) == 0
+    assert not os.path.lexists(private / "smtp") and target.read_text() == "keep"
+    # A directory at the name fails, as master(8)'s unlink() does; nothing is removed.
+    (private / "dir").mkdir()
+    (private / "dir" / "x").write_text("keep")
+    assert _bridge.main(["endpoint", "--", str(private / "dir")]) == 1
+    assert (private / "dir" / "x").read_text() == "keep"
+    # The directory itself is not followed through a symlink.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "pickup").write_text("keep")
+    (tmp_path / "public").symlink_to(tmp_path / "elsewhere")
+    assert _bridge.main(["endpoint", "--", str(tmp_path / "public" / "pickup")]) == 1
+    assert (tmp_path / "elsewhere" / "pickup").read_text() == "keep"
+    assert _bridge.main(["endpoint", "--", "relative/path"]) == 1

@@ -77,9 +77,9 @@ def test_generates_units_links_and_mask(tmp_path: Path, capsys: pytest.CaptureFi
     mask = next(host.early.iterdir())
     assert mask.is_symlink() and os.readlink(mask) == "/dev/null"
     assert mask.name == "postfix@-.service"  # the Debian 12 layout of tests/unit/conftest.py
-    # The copy kept for a later broken master.cf is the same set.
+    # The copy kept for a later broken master.cf is the same set (plus the stub that ends an earlier failure).
     saved, masks = _generator.split_record(_generator.load_set(str(host.run / "default" / "units.set")))
-    assert saved == _generator.read_tree(str(host.out))
+    assert {**saved, **_generator.cleared_units("default")} == _generator.read_tree(str(host.out))
     assert masks == [mask.name]
     assert capsys.readouterr().err == ""
 
@@ -118,6 +118,14 @@ def test_broken_master_cf_keeps_the_last_good_set(tmp_path: Path, capsys: pytest
     assert host.generate() == 1
     err = capsys.readouterr().err
     assert "master.cf line 39" in err and "frobnicate" in err and "keeping the last good unit set" in err
+    # The good units plus a unit that fails at boot, so `systemctl --failed` shows the problem.
+    out = _generator.read_tree(str(host.out))
+    assert set(out) == set(good) | {"multi-user.target.wants/postfix-default-config-error.service"}
+    assert {k: v for k, v in out.items() if "config-error" not in k} == {k: v for k, v in good.items() if "config-error" not in k}
+    assert "line 39" in out["postfix-default-config-error.service"] and "ExecStart=/bin/false" in out["postfix-default-config-error.service"]
+    # Fixed: the error unit is a stub again that never runs (systemd forgets the failure, CollectMode=).
+    (host.etc / "master.cf").write_text(DEBIAN)
+    assert host.generate() == 0
     assert _generator.read_tree(str(host.out)) == good
     assert any(host.early.iterdir())  # still masked
 
@@ -132,10 +140,11 @@ def test_falls_back_to_the_modules_copy(tmp_path: Path, capsys: pytest.CaptureFi
     import shutil
 
     shutil.rmtree(host.run)  # after a reboot /run is empty
-    (host.etc / "master.cf").write_text("smtp inet n - y - - smtpd\n25 inet n - y - - smtpd\n")
+    (host.etc / "master.cf").write_text("pickup unix n - y 60 1 pickup\npickup fifo n - y 60 1 pickup\n")
     assert host.generate() == 1
     assert str(host.state) in capsys.readouterr().err
-    assert _generator.read_tree(str(host.out)) == good
+    out = _generator.read_tree(str(host.out))
+    assert {k: v for k, v in out.items() if "config-error" not in k} == {k: v for k, v in good.items() if "config-error" not in k}
 
 
 def test_nothing_good_means_nothing_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,7 +153,9 @@ def test_nothing_good_means_nothing_started(tmp_path: Path, capsys: pytest.Captu
     (host.etc / "master.cf").write_text("qmgr inet n - n 300 1 qmgr\n")
     assert host.generate() == 1
     assert "not started" in capsys.readouterr().err
-    assert not host.out.exists() or not any(host.out.iterdir())
+    # No daemon and no listener: only a target that requires a unit failing with the reason.
+    assert sorted(_generator.read_tree(str(host.out))) == [
+        "multi-user.target.wants/postfix-default.target", "postfix-default-config-error.service", "postfix-default.target"]
 
 
 @needs_postfix
@@ -272,7 +283,7 @@ def test_mapping_imports_nothing_slow(tmp_path: Path) -> None:
     package = tmp_path / "mailfleet_postfix"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in ("_mastercf", "_units", "_sandbox", "_bridge", "_generator"):
+    for name in ("_mastercf", "_semantics", "_units", "_sandbox", "_bridge", "_generator"):
         shutil.copy(Path(_generator.__file__).parent / f"{name}.py", package)
     script = (
         "import sys\n"

@@ -177,8 +177,6 @@ BAD = [
     (_HEAD + "# note\n  -o { smtpd_banner = open\n", 3, "options", "missing '}'"),
     (_HEAD + "  { unterminated\n", 2, "args", "missing '}'"),
     ("......\n", 1, "type", "field 'type' is missing"),
-    (_HEAD + "25        inet  n       -       y       -       -       smtpd\n", 2, "service", "duplicate entry"),
-    ("x unix - - y - - smtp\nx unix - - n - - smtp\n", 2, "service", "duplicate entry for service 'x' type 'unix'"),
 ]
 
 
@@ -189,6 +187,27 @@ def test_bad_input_names_line_and_field(text: str, line: int, field: str, fragme
     assert (exc.value.line, exc.value.field_name) == (line, field)
     assert fragment in str(exc.value)
     assert str(exc.value).startswith(f"/etc/postfix/master.cf line {line}: ")
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (_HEAD + "25        inet  n       -       y       -       -       smtpd\n", 2),
+    ("x unix - - y - - smtp\nx unix - - n - - smtp\n", 2),
+])
+def test_duplicates_are_warnings_except_in_strict_mode(text: str, line: int) -> None:
+    doc = MasterCf.parse(text, path="/etc/postfix/master.cf")
+    doc.validate()  # master(8) runs the last entry
+    assert len(doc.duplicate_warnings()) == 1 and f"line {line}:" in doc.duplicate_warnings()[0]
+    with pytest.raises(MasterCfError) as exc:
+        doc.validate(strict=True)
+    assert (exc.value.line, exc.value.field_name) == (line, "service") and "duplicate entry" in str(exc.value)
+
+
+def test_an_edit_may_keep_but_not_add_duplicates() -> None:
+    before = MasterCf.parse("x unix - - y - - smtp\nx unix - - n - - smtp\n")
+    before.validate_edit(before)
+    after = MasterCf.parse(before.render() + "y unix - - n - - smtp\ny unix - - n - - smtp\n")
+    with pytest.raises(MasterCfError, match="line 4: duplicate entry for service 'y'"):
+        after.validate_edit(before)
 
 
 def test_private_and_public_unix_services_are_distinct() -> None:

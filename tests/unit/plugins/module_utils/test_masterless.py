@@ -6,16 +6,19 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import pytest
+
 from ansible_collections.mailfleet.postfix.plugins.module_utils import (
     _bridge,
     _generator,
     _mastercf,
     _masterless,
     _sandbox,
+    _semantics,
     _units,
 )
 
-PAYLOAD = {"_mastercf": _mastercf, "_units": _units, "_sandbox": _sandbox, "_bridge": _bridge, "_generator": _generator}
+PAYLOAD = {"_mastercf": _mastercf, "_semantics": _semantics, "_units": _units, "_sandbox": _sandbox, "_bridge": _bridge, "_generator": _generator}
 
 
 class FakeHost:
@@ -133,3 +136,69 @@ def test_postfix_script_is_diverted_once(tmp_path: Path) -> None:
     _masterless.undivert_script(run, wrapper.path)
     assert not os.path.exists(wrapper.path)  # dpkg-divert --rename then moves Postfix's script back
     assert calls[-1] == ["dpkg-divert", "--local", "--rename", "--remove", wrapper.path]
+
+
+def test_own_units_are_exactly_the_generated_ones() -> None:
+    assert _masterless.UNIT_SLUGS == tuple(dict.fromkeys(_units.TYPE_SLUG.values()))
+    own = ["postfix-default.target", "postfix-default.slice", "postfix-default-holder.socket",
+           "postfix-default-holder.service", "postfix-default-config-error.service", "postfix-default-pickup-fifo.socket",
+           "postfix-default-pickup-unix-wakeup.service", "postfix-default-pickup-unix-wakeup.timer",
+           "postfix-default-smtp-inet@3.service", "postfix-default-showq-unix@2-1234-0.service",
+           "postfix-default-master-unix.socket", "postfix-default-foo\\x2dbar-pass.socket"]
+    other = ["postfix-default-master.service", "postfix-default-jail.service", "postfix-default-jail.path",
+             "postfix@-.service", "postfix.service", "postfix-out.target", "postfix-default\\x2dout-smtp-inet.socket",
+             "postfix-defaults-smtp-inet.socket", "postfix-default-unix.socket", "postfix-default-smtp-inet.mount",
+             "postfix-default-holder.timer"]
+    assert [u for u in own if not _masterless.own_unit("postfix-default", u)] == []
+    assert [u for u in other if _masterless.own_unit("postfix-default", u)] == []
+
+
+def test_failed_units_and_reset_touch_only_the_instance() -> None:
+    calls: list[list[str]] = []
+    listing = ("\u25cf postfix-default-pickup-unix.socket not-found failed failed pickup-unix.socket\n"
+               "postfix-default-master.service loaded failed failed Postfix (instance_unit)\n"
+               "postfix-default\\x2dout-qmgr-unix.service loaded failed failed other instance\n"
+               "postfix-default-pickup-unix-wakeup.service not-found failed failed wakeup\n")
+
+    def run(argv: Sequence[str]) -> tuple[int, str, str]:
+        calls.append(list(argv))
+        return 0, listing, ""
+
+    failed = _masterless.failed_units(run, "postfix-default")
+    assert failed == ["postfix-default-pickup-unix.socket", "postfix-default-pickup-unix-wakeup.service"]
+    assert "--state=failed" in calls[0]
+    _masterless.reset_failed(run, failed)
+    assert calls[-1] == ["systemctl", "reset-failed", "--", *failed]
+    calls.clear()
+    _masterless.reset_failed(run, [])
+    assert calls == []
+
+
+def _show(states: dict[str, tuple[str, str, str]], failed: Sequence[str] = ()) -> _masterless.Runner:
+    def run(argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[:2] == ["systemctl", "list-units"]:
+            return 0, "".join(f"{u} not-found failed failed -\n" for u in failed), ""
+        units = list(argv)[list(argv).index("--") + 1:]
+        blocks = []
+        for u in units:
+            active, sub, result = states.get(u, ("inactive", "dead", "success"))
+            blocks.append(f"Id={u}\nLoadState=loaded\nActiveState={active}\nSubState={sub}\nResult={result}\n")
+        return 0, "\n".join(blocks), ""
+    return run
+
+
+def test_verification_names_a_socket_that_does_not_listen() -> None:
+    units = ["postfix-default-pickup-fifo.socket", "postfix-default-qmgr-unix.socket",
+             "postfix-default-pickup-fifo.service", "postfix-default.target"]
+    good = {"postfix-default-pickup-fifo.socket": ("active", "listening", "success"),
+            "postfix-default-qmgr-unix.socket": ("active", "running", "success")}
+    _masterless.verify_running(_show(good), units, "postfix-default", timeout=0)
+    bad = {**good, "postfix-default-pickup-fifo.socket": ("failed", "failed", "resources")}
+    failed = ["postfix-default-pickup-fifo-wakeup.service"]
+    with pytest.raises(_masterless.MasterlessError) as err:
+        _masterless.verify_running(_show(bad, failed), units, "postfix-default", timeout=0)
+    msg = str(err.value)
+    assert ("postfix-default-pickup-fifo.socket (LoadState=loaded, ActiveState=failed, SubState=failed, "
+            "Result=resources)") in msg
+    assert "postfix-default-pickup-fifo-wakeup.service (LoadState=loaded, ActiveState=inactive" in msg
+    assert "qmgr" not in msg

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _sandbox
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import DAEMONS, PROXYWRITE, Instance, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import DAEMONS, PROXYWRITE
+from ansible_collections.mailfleet.postfix.plugins.module_utils._units import Instance, build_units
 
 DEBIAN = (Path(__file__).parent / "fixtures" / "debian-master.cf").read_text()
 PATHS = _sandbox.Paths("/var/spool/postfix", "/var/lib/postfix")

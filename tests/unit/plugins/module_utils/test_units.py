@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf, MasterCfError
+from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import DAEMONS
 from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
-    DAEMONS,
     Instance,
     UnitSet,
     build_units,
@@ -19,6 +19,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
 )
 
 DEBIAN = (Path(__file__).parent / "fixtures" / "debian-master.cf").read_text()
+BRIDGE = ["/usr/bin/python3", "-I", "-S", "/usr/libexec/mailfleet-postfix/bridge"]
 HOSTS = {"localhost": ["127.0.0.1", "::1"], "mx.example": ["192.0.2.7", "2001:db8::7"]}
 
 
@@ -160,8 +161,8 @@ def test_chroot_postfix_keeps_c_and_cap_sys_chroot() -> None:
     unit = units.units["postfix-default-cleanup-unix@.service"]
     assert "CAP_SYS_CHROOT" in key(unit, "CapabilityBoundingSet")[0]
     assert "chroot" in key(unit, "SystemCallFilter")
-    # owner-mode daemons cannot chroot: sandboxing instead, even with chroot=postfix.
-    assert "-c" not in argv_of(units, "smtp", "inet")
+    # chroot(2) needs root: smtpd (unpriv, chroot=y) keeps -c and starts as root, dropping privileges itself.
+    assert {"-c", "-u"} <= set(argv_of(units, "smtp", "inet"))
 
 
 def test_exec_start_escapes_dollar_and_groups_braces() -> None:
@@ -316,8 +317,20 @@ def test_local_listeners(entry: str, path: str, group: str, mode: str, listen_ke
     assert key(sock, "SocketUser") == ["postfix"]
     assert key(sock, "SocketGroup") == [group]
     assert key(sock, "SocketMode") == [mode]
-    assert key(sock, "RemoveOnStop") == ["yes"]
     assert bool(key(sock, "Backlog")) is (listen_key == "ListenStream")
+    # Like master(8): whatever is at the name goes first, removed as mail_owner; nothing removed at stop.
+    fifo = ["--fifo-mode", "0622"] if listen_key == "ListenFIFO" else []
+    assert key(sock, "ExecStartPre") == [" ".join([*BRIDGE, "endpoint", *fifo, "--", path])]
+    assert key(sock, "RemoveOnStop") == []
+
+
+def test_endpoint_preparation_is_quoted_and_only_for_paths() -> None:
+    units = build("smtp inet n - y - - smtpd\n"
+                  "relay.x unix - - y - - smtpd\n", queue_directory="/var/spool/post fix%")
+    inet = units.units["postfix-default-smtp-inet.socket"]
+    assert key(inet, "ExecStartPre") == []
+    sock = next(u for n, u in units.units.items() if n.endswith("-unix.socket"))
+    assert key(sock, "ExecStartPre") == [" ".join([*BRIDGE, "endpoint", "--", '"/var/spool/post fix%%/private/relay.x"'])]
 
 
 def test_pass_is_pool_and_never_local() -> None:
@@ -455,7 +468,6 @@ def test_instance_units(debian: UnitSet) -> None:
         ("cleanup unix n - y - 100 cleanup\n", 1, ["process limit of 0"]),
         ("qmgr unix n - n 300 5 qmgr\n", 1, ["process limit of 1"]),
         ("local unix - y n - - local\n", 1, ["privileged"]),
-        ("smtp inet n - y - - smtpd\n#\n25 inet n - y - - smtpd\n", 3, ["port 25", "line 1"]),
         ("smtp inet n - y - - smtpd\n127.0.0.1:smtp inet n - y - - smtpd\n", 2, ["port 25", "line 1"]),
         ("pickup unix n - y 60 1 pickup\npickup fifo n - y 60 1 pickup\n", 2, ["public/pickup"]),
         ("smtpd pass - - y 60 - smtpd\n", 1, ["wakeup", "pass"]),
@@ -469,6 +481,25 @@ def test_refusals_name_the_line(text: str, line: int, words: list[str]) -> None:
     assert err.value.line == line
     for word in words:
         assert word in str(err.value)
+
+
+@pytest.mark.parametrize("text", [
+    "mailman unix - n n - - pipe flags=FR user=list argv=/bin/false\n#\nmailman unix - n n - - pipe flags=FR user=list argv=/bin/true\n",
+    "smtp inet n - y - - smtpd -o x=1\n#\n25 inet n - y - - smtpd -o x=2\n",  # one service: smtp is port 25
+])
+def test_duplicates_run_the_last_entry_and_warn_with_both_lines(text: str) -> None:
+    units = build(text)
+    assert [s.line for s in units.services] == [3]
+    assert units.services[0].argv[-1] in ("argv=/bin/true", "x=2")
+    assert len(units.warnings) == 1
+    assert "line 3" in units.warnings[0] and "line 1" in units.warnings[0]
+    assert "uses the last one" in units.warnings[0]
+
+
+def test_a_disabled_duplicate_does_not_hide_the_running_entry() -> None:
+    text = "smtp inet n - y - - smtpd\n2525 inet n - y - - smtpd\n"
+    units = build(text, master_service_disable="2525/inet")
+    assert [s.line for s in units.services] == [1] and not units.warnings
 
 
 def test_private_and_public_of_one_name_do_not_conflict() -> None:
@@ -503,14 +534,45 @@ def test_instance_from_params() -> None:
 def test_ip_address_canonical(text: str, canonical: str) -> None:
     import ipaddress
 
-    from ansible_collections.mailfleet.postfix.plugins.module_utils._units import ip_address
+    from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import ip_address
 
     assert ip_address(text).text == canonical == str(ipaddress.ip_address(text)).replace("::ffff:192.0.2.1", "::ffff:c000:201")
 
 
 @pytest.mark.parametrize("bad", ["1.2.3", "256.1.1.1", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "g::1", "", "localhost"])
 def test_ip_address_rejects(bad: str) -> None:
-    from ansible_collections.mailfleet.postfix.plugins.module_utils._units import ip_address
+    from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import ip_address
 
     with pytest.raises(ValueError):
         ip_address(bad)
+
+
+# --------------------------------------------------------------------------- the chroot column
+
+
+def _smtpd(units: UnitSet) -> str:
+    return next(text for name, text in units.units.items() if "smtp-inet" in name and name.endswith(".service"))
+
+
+@pytest.mark.parametrize("column", ["y", "n"])
+def test_sandbox_mode_gives_every_chroot_value_the_kinds_sandbox(column: str) -> None:
+    """_sandbox.CHROOT_RULES: in sandbox mode the column does not change the unit (docs/systemd.md)."""
+    reference = build("smtp inet n - y - - smtpd\n")
+    units = build(f"smtp inet n - {column} - - smtpd\n")
+    assert _smtpd(units).replace("line 1", "") == _smtpd(reference).replace("line 1", "")
+    assert "-c" not in units.services[0].argv and "ProtectSystem=strict" in _smtpd(units)
+
+
+def test_postfix_mode_keeps_chroot_and_starts_smtpd_as_root() -> None:
+    """chroot(2) needs root: an unpriv smtpd with chroot=y is not started as mail_owner, -c stays."""
+    units = build("smtp inet n - y - - smtpd\n", chroot="postfix")
+    service = units.services[0]
+    assert "-c" in service.argv and "-u" in service.argv and service.run_as == "root"
+    assert "CAP_SYS_CHROOT" in _smtpd(units) and "User=postfix" not in _smtpd(units)
+    unjailed = build("smtp inet n - n - - smtpd\n", chroot="postfix").services[0]
+    assert "-c" not in unjailed.argv and unjailed.run_as == "mail_owner"
+
+
+def test_compatibility_level_postfix_cannot_parse_is_refused() -> None:
+    with pytest.raises(MasterCfError, match="compatibility_level = 3.x: malformed"):
+        build("smtp inet n - - - - smtpd\n", chroot="postfix", compatibility_level="3.x")

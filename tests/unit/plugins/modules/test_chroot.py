@@ -315,3 +315,11 @@ def test_module_reloads_after_a_change(instance: dict[str, Any], monkeypatch: py
     assert ok({"config_dir": str(instance["config"])})["reloaded"] is False  # nothing changed
     assert ok({"config_dir": str(instance["config"]), "state": "absent", "reload": False})["reloaded"] is False
     assert calls == [str(instance["queue"])]
+
+
+def test_latin1_master_cf(instance: dict[str, Any]) -> None:
+    """Postfix reads master.cf as bytes: a Latin-1 comment and -o value neither crash nor change it."""
+    raw = (ROOT / "tests/unit/fixtures/master.cf/latin1.cf").read_bytes()
+    (instance["config"] / "master.cf").write_bytes(raw)
+    assert ok({"config_dir": str(instance["config"])})["changed"]
+    assert (instance["config"] / "master.cf").read_bytes() == raw

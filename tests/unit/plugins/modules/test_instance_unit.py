@@ -169,3 +169,13 @@ def test_bad_master_cf(env: dict[str, Any]) -> None:
     (env["config"] / "master.cf").write_text("smtp inet n - y\n")
     out = run(env)
     assert out.failed and "line 1" in out.result["msg"]
+
+
+def test_latin1_master_cf(env: dict[str, Any]) -> None:
+    """Postfix reads master.cf as bytes: a Latin-1 comment and -o value neither crash nor change it."""
+    raw = (ROOT / "tests/unit/fixtures/master.cf/latin1.cf").read_bytes()
+    (env["config"] / "master.cf").write_bytes(raw)
+    first = ok(env)
+    assert first["changed"] and (env["config"] / "master.cf").read_bytes() == raw
+    (env["units"] / "postfix-edge-master.service").read_text(encoding="utf-8")
+    assert not ok(env)["changed"]

@@ -176,8 +176,6 @@ _HEAD = "smtp      inet  n       -       y       -       -       smtpd\n"
         (_HEAD + "x unix - - y 5s - smtp\n", "line 2: field 'wakeup' is '5s'"),
         (_HEAD + "  -o\n", "line 2: '-o' without a value"),
         (_HEAD + "  -o { smtpd_banner = x\n", "line 2: missing '}'"),
-        ("  -o stray=1\n" + _HEAD, "line 1: continuation line before any entry; Postfix ignores it"),
-        (_HEAD + "25 inet n - y - - smtpd\n", "line 2: duplicate entry for service '25' type 'inet' (also at line 1)"),
     ],
 )
 def test_bad_master_cf_names_line_and_field(conf: ConfigDir, tmp_path: Path, text: str, message: str) -> None:
@@ -185,6 +183,26 @@ def test_bad_master_cf_names_line_and_field(conf: ConfigDir, tmp_path: Path, tex
     os.utime(conf.master, (1_600_000_000, 1_600_000_000))
     msg = _refused(conf, tmp_path, service="pickup", type="unix", command="pickup")
     assert msg.startswith(f"{conf.master} line ") and message in msg
+
+
+@pytest.mark.parametrize("text", [
+    "  -o stray=1\n" + _HEAD,  # Postfix skips the line with a warning
+    _HEAD + "25 inet n - y - - smtpd\n",  # master(8) runs the last entry with a warning
+])
+def test_what_postfix_accepts_does_not_block_edits(conf: ConfigDir, tmp_path: Path, text: str) -> None:
+    conf.master.write_text(text)
+    result = _run(conf, tmp_path, service="pickup", type="unix", command="pickup")
+    assert result["changed"] and conf.master.read_text().startswith(text)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"service": "25", "type": "inet", "command": "smtpd"}, "line 2: duplicate entry for service '25' type 'inet' (also at line 1)"),
+])
+def test_an_edit_that_creates_a_duplicate_is_refused(conf: ConfigDir, tmp_path: Path, spec: dict[str, str],
+                                                     message: str) -> None:
+    conf.master.write_text(_HEAD)
+    msg = _refused(conf, tmp_path, **spec)
+    assert message in msg and conf.master.read_text() == _HEAD
 
 
 def test_missing_config_dir(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_every_entry_with_all_fields(conf: ConfigDir, tmp_path: Path) -> None:
         "raw": "#smtps     inet  n       -       y       -       -       smtpd\n#  -o syslog_name=postfix/smtps\n"
                "#  -o smtpd_tls_wrappermode=yes\n",
         "effective": {"private": False, "unpriv": True, "chroot": True, "wakeup": 0, "wakeup_conditional": False,
-                      "maxproc": 100},
+                      "maxproc": 100, "runs": False},
     }
 
 
@@ -49,7 +49,8 @@ def test_effective_view(conf: ConfigDir, tmp_path: Path) -> None:
     assert result["defaults"] == {"compatibility_level": "3.6", "default_process_limit": 100, "chroot": False}
     entries = _by_key(result)
     assert entries[("tlsmgr", "unix", True)]["effective"] == {
-        "private": True, "unpriv": True, "chroot": True, "wakeup": 1000, "wakeup_conditional": True, "maxproc": 1}
+        "private": True, "unpriv": True, "chroot": True, "wakeup": 1000, "wakeup_conditional": True, "maxproc": 1,
+        "runs": True}
     flush = entries[("flush", "unix", True)]["effective"]
     assert (flush["wakeup"], flush["wakeup_conditional"], flush["maxproc"]) == (0, False, 0)
     assert entries[("qmgr", "fifo", True)]["effective"]["wakeup_conditional"] is False
@@ -71,12 +72,34 @@ def test_defaults_follow_main_cf(conf: ConfigDir, tmp_path: Path) -> None:
 def test_check_mode_and_warnings(conf: ConfigDir, tmp_path: Path) -> None:
     conf.master.write_text("  -o stray=1\nx unix - - y - - smtp\nx unix - - n - - smtp\n")
     result = _info(conf, tmp_path, check=True)
-    assert len(result["entries"]) == 2
+    assert [e["effective"]["runs"] for e in result["entries"]] == [False, True]  # the last one wins
     assert warnings_of(result) == [
         f"{conf.master} line 1: continuation line before any entry; Postfix ignores it",
-        f"{conf.master} line 3: duplicate entry for service 'x' type 'unix' (also at line 2); "
-        "master(8) would silently use only the last one",
+        f"{conf.master} line 3: duplicate master.cf entry for service 'x unix' (also at line 2); "
+        "master(8) uses the last one, line 3, and ignores line 2",
     ]
+
+
+@pytest.mark.parametrize(("setting", "runs"), [
+    ("master_service_disable = inet", [False, True]),
+    ("master_service_disable = SMTP/INET", [False, True]),  # match_service.c compares without case
+    ("inet_protocols =", [False, True]),
+    ("master_service_disable = !smtp/inet inet", [True, True]),
+])
+def test_which_entries_run(conf: ConfigDir, tmp_path: Path, setting: str, runs: list[bool]) -> None:
+    conf.master.write_text("smtp inet n - y - - smtpd\nx unix - - n - - smtp\n")
+    conf.main.write_text(conf.main.read_text() + setting + "\n")
+    assert [e["effective"]["runs"] for e in _info(conf, tmp_path)["entries"]] == runs
+
+
+@pytest.mark.parametrize(("setting", "field"), [
+    ("compatibility_level = 3.x", "compatibility_level"),
+    ("inet_protocols = ipv5", "inet_protocols"),
+])
+def test_facts_master_refuses_fail_the_module(conf: ConfigDir, tmp_path: Path, setting: str, field: str) -> None:
+    conf.main.write_text(conf.main.read_text() + setting + "\n")
+    result = _info(conf, tmp_path)
+    assert result["failed"] and field in result["msg"] and "master(8) refuses to start" in result["msg"]
 
 
 @pytest.mark.parametrize(

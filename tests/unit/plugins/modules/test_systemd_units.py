@@ -50,6 +50,8 @@ class FakeHost:
         self.diverted: set[str] = set()
         self.master_running = False
         self.list_units = ""  # systemctl list-units output (stale units)
+        self.failed: set[str] = set()  # units in the failed state (list-units --state=failed, show)
+        self.start_fails: set[str] = set()  # units that fail whenever the target starts them
 
     def run(self, argv: Sequence[str]) -> tuple[int, str, str]:
         args = list(argv)
@@ -67,6 +69,8 @@ class FakeHost:
         verb, unit = args[0], args[-1]
         if verb == "show" and "ControlGroup" in args:
             return 0, "\n", ""  # no cgroup: the instance's slice is empty
+        if verb == "show" and "Id,LoadState,ActiveState,SubState,Result" in args:
+            return 0, "\n".join(self._state(u) for u in args[args.index("--") + 1:]), ""
         if verb == "show":
             # postfix-default-master.service is the mailfleet instance_unit one: not installed here.
             load = "loaded" if unit in self.loaded or unit.startswith(("postfix-default.", "postfix-default-holder")) else "not-found"
@@ -77,6 +81,7 @@ class FakeHost:
                 self.active.add(name)
                 if name == TARGET:
                     self.active.add(HOLDER)  # the target pulls the status holder in
+                    self.failed |= self.start_fails
                 if name == MASTER_UNIT:
                     self.master_running = True
         if verb == "stop":
@@ -86,9 +91,23 @@ class FakeHost:
                     self.active.discard(HOLDER)
                 if name == MASTER_UNIT:
                     self.master_running = False
+        if verb == "list-units" and "--state=failed" in args:
+            return 0, "".join(f"{u} not-found failed failed -\n" for u in sorted(self.failed)), ""
         if verb == "list-units":
             return 0, self.list_units, ""
+        if verb == "reset-failed":
+            self.failed -= set(args[2:])
         return 0, "", ""  # daemon-reload, reload
+
+    def _state(self, unit: str) -> str:
+        """systemctl show of one unit: generated units run while the target does, unless they failed."""
+        if unit in self.failed:
+            active, sub, result = "failed", "failed", "resources"
+        elif TARGET in self.active and unit.startswith("postfix-default"):
+            active, sub, result = "active", "listening" if unit.endswith(".socket") else "running", "success"
+        else:
+            active, sub, result = "inactive", "dead", "success"
+        return f"Id={unit}\nLoadState=loaded\nActiveState={active}\nSubState={sub}\nResult={result}\n"
 
     def _divert(self, args: list[str]) -> tuple[int, str, str]:
         path = args[-1]
@@ -420,11 +439,14 @@ def test_removed_entry_stops_its_stale_units(env: Env) -> None:
                                                   if not line.startswith("anvil ")))
     # After daemon-reload systemd still runs the units the generator no longer writes.
     env.host.list_units = "postfix-default-anvil-unix.socket not-found active listening anvil\n"
+    env.host.failed = {"postfix-default-anvil-unix.service"}  # it failed while it stopped
     env.host.calls.clear()
     out = env.ok()
     assert out["units_changed"]["removed"] == ["postfix-default-anvil-unix.service", "postfix-default-anvil-unix.socket"]
     assert env.host.mutating() == [["systemctl", "daemon-reload"], ["systemctl", "stop", "postfix-default-anvil-unix.socket"],
+                                   ["systemctl", "reset-failed", "--", "postfix-default-anvil-unix.service"],
                                    ["systemctl", "restart", TARGET]]
+    assert env.host.failed == set()
 
 
 def test_state_stopped_stops_the_target(env: Env) -> None:
@@ -436,3 +458,44 @@ def test_state_stopped_stops_the_target(env: Env) -> None:
     assert env.conf_file.exists()  # still master-less: postfix start / boot bring it back
     env.host.calls.clear()
     assert not env.ok(state="stopped")["changed"] and env.host.mutating() == []
+
+
+# --------------------------------------------------------------------------- verification and failed leftovers
+
+
+def test_a_socket_that_does_not_listen_fails_the_switch(env: Env) -> None:
+    env.host.start_fails = {"postfix-default-pickup-unix.socket"}
+    out = env.run()
+    assert out["failed"]
+    assert "postfix-default-pickup-unix.socket (LoadState=loaded, ActiveState=failed, SubState=failed, " \
+           "Result=resources)" in out["msg"]
+    assert out["actions"][-1] == f"start {TARGET}"
+
+
+def test_failed_units_are_reset_and_the_instance_started_again(env: Env) -> None:
+    env.ok()
+    # A unit failed meanwhile (and one of another unit set sharing the prefix): state=started repairs ours only.
+    env.host.failed = {"postfix-default-pickup-unix-wakeup.service", "postfix-default-master.service"}
+    env.host.calls.clear()
+    out = env.ok()
+    assert out["changed"]
+    assert env.host.mutating() == [["systemctl", "reset-failed", "--", "postfix-default-pickup-unix-wakeup.service"],
+                                   ["systemctl", "start", TARGET]]
+    assert env.host.failed == {"postfix-default-master.service"}
+
+
+def test_back_to_master_leaves_no_failed_units_of_the_instance(env: Env) -> None:
+    env.ok()
+    gone = ["postfix-default-pickup-fifo-wakeup.service", "postfix-default-pickup-fifo.socket"]
+    env.host.failed = {*gone, "postfix-default-master.service", "unrelated.service"}
+    env.host.calls.clear()
+    out = env.ok(mode="master")
+    assert f"reset-failed {' '.join(gone)}" in out["actions"]
+    mutating = env.host.mutating()
+    assert ["systemctl", "reset-failed", "--", *gone] in mutating
+    # After the units are gone (daemon-reload), before master(8) starts.
+    assert mutating.index(["systemctl", "daemon-reload"]) < mutating.index(["systemctl", "reset-failed", "--", *gone])
+    assert mutating.index(["systemctl", "reset-failed", "--", *gone]) < mutating.index(["systemctl", "start", MASTER_UNIT])
+    assert env.host.failed == {"postfix-default-master.service", "unrelated.service"}
+    env.host.calls.clear()
+    assert not env.ok(mode="master")["changed"] and env.host.mutating() == []
