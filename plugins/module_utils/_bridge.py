@@ -47,6 +47,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:  # annotations only: typing and subprocess cost start-up time at every worker start
     import socket
     import subprocess
+    from types import ModuleType
     from typing import Mapping, NoReturn
 
 # Only what `run` needs is imported here: it runs at every worker start. `run` uses the C module
@@ -737,12 +738,16 @@ class Holder:
             import subprocess
 
             _log("reload: re-reading master.cf (systemctl daemon-reload)")
-            for args in (["daemon-reload"], ["start", "--no-block", self.target] if self.target else []):
-                if args:
-                    try:
-                        subprocess.run([self.systemctl, *args], stdin=subprocess.DEVNULL, timeout=120, check=False)
-                    except (OSError, subprocess.TimeoutExpired) as exc:
-                        _log(f"systemctl {' '.join(args)}: {exc}")
+            self._systemctl(subprocess, "daemon-reload")
+            if self.target:
+                self._systemctl(subprocess, "start", "--no-block", self.target)
+                # master_refresh() stops the services a reload removed: here, the units whose files
+                # the regenerated set no longer has (not-found; the instance's prefix, so no other's).
+                removed = self._removed_units(subprocess)
+                if removed:
+                    _log(f"reload: stopping units no longer in master.cf: {' '.join(removed)}")
+                    self._systemctl(subprocess, "stop", "--no-block", "--", *removed)
+                    self._systemctl(subprocess, "reset-failed", "--", *removed)
         for pool, worker in list(self.peers.values()):
             self._forget(pool, worker)
         for pool in self.pools.values():
@@ -751,6 +756,29 @@ class Holder:
                 sock.close()
             pool.listen = []
             pool.pending.clear()
+
+    def _systemctl(self, subprocess: ModuleType, *args: str) -> str:
+        try:
+            done = subprocess.run([self.systemctl, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  timeout=120, check=False)
+            return done.stdout.decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _log(f"systemctl {' '.join(args)}: {exc}")
+            return ""
+
+    def _removed_units(self, subprocess: ModuleType) -> list[str]:
+        prefix = self.target[:-len(".target")] if self.target.endswith(".target") else ""
+        if not prefix:
+            return []
+        rows = self._systemctl(subprocess, "list-units", "--all", "--plain", "--no-legend", "--full", "--",
+                               f"{prefix}-*")
+        out = []
+        for row in rows.splitlines():
+            fields = row.split()
+            # unit load active sub: a loaded unit whose file is gone after daemon-reload is "not-found".
+            if len(fields) >= 3 and fields[0].startswith(prefix + "-") and fields[1] == "not-found":
+                out.append(fields[0])
+        return out
 
     def status(self) -> dict[str, object]:
         return {prefix: {"maxproc": p.maxproc, "workers": sorted(w.unit for w in p.workers.values()),

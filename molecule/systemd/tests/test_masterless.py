@@ -294,6 +294,23 @@ def test_drop_in_survives_regeneration(mail: Any) -> None:
     assert unit_prop(mail, "postfix-default-smtp-inet@1.service", "ProtectHome") == "yes"
 
 
+def test_reload_adds_and_removes_services(mail: Any) -> None:
+    """master_refresh(): postfix reload starts a new entry and stops a removed one."""
+    unit = "postfix-default-2526-inet.socket"
+    listening = "ss -Hltn 'sport = :2526' | grep -q ."
+    assert mail.run("postconf -M 2526/inet='2526 inet n - n - 1 smtpd'").rc == 0
+    try:
+        assert mail.run("postfix reload").rc == 0
+        wait_for(lambda: mail.run(listening).rc == 0, "the new entry to listen", timeout=30)
+    finally:
+        assert mail.run("postconf -MX 2526/inet").rc == 0
+        assert mail.run("postfix reload").rc == 0
+    wait_for(lambda: mail.run(listening).rc != 0, "the removed entry to stop listening", timeout=30,
+             explain=lambda: mail.run(f"systemctl status --no-pager {unit}").stdout)
+    assert unit_prop(mail, unit, "ActiveState") in ("inactive", ""), unit_prop(mail, unit, "ActiveState")
+    assert mail.run("systemctl list-units --failed --plain --no-legend").stdout.strip() == ""
+
+
 def test_postfix_stop_stops_the_instance(mail: Any) -> None:
     assert mail.run("postfix stop").rc == 0
     wait_for(lambda: not mail.service(TARGET).is_running, "the target to stop", timeout=60)

@@ -275,6 +275,28 @@ def test_reload_closes_status_channels(env: Env) -> None:
     assert systemctl_calls(env)[:2] == ["daemon-reload", "start --no-block t.target"]
 
 
+def test_reload_stops_the_units_master_cf_no_longer_has(tmp_path: Path) -> None:
+    """master_refresh() stops removed services: units left not-found by daemon-reload are stopped,
+    only those of this instance (t-*; another instance's prefix is escaped, t\\x2d2-*)."""
+    env = Env(tmp_path)
+    env.systemctl.write_text(
+        f"#!/bin/sh\necho \"$*\" >> {env.systemctl_log}\n"
+        "case \"$1\" in list-units) printf '%s\\n' "
+        "'t-pickup-unix.socket not-found active listening Postfix' "
+        "'t-pickup-fifo.socket loaded active listening Postfix' "
+        "'t-qmgr-fifo.service loaded active running Postfix' ;; esac\n")
+    env.start_holder()
+    try:
+        assert env.holder is not None
+        env.holder.send_signal(signal.SIGHUP)
+        calls = wait_calls(env, 5)
+        assert calls[:3] == ["daemon-reload", "start --no-block t.target",
+                             "list-units --all --plain --no-legend --full -- t-*"]
+        assert calls[3:5] == ["stop --no-block -- t-pickup-unix.socket", "reset-failed -- t-pickup-unix.socket"]
+    finally:
+        env.close()
+
+
 def test_master_locks_make_postfix_see_a_running_system(env: Env) -> None:
     import fcntl
 
