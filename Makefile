@@ -3,6 +3,7 @@
 #   make test   unit tests, sanity, lint, docs, the collection as users install it, the molecule scenarios
 # and, before a release:
 #   make test-matrix   what make test leaves out of the support matrix (docs/support.md)
+#   make conformance   master(8) vs master-less on every corpus master.cf (build/conformance/report.md)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -17,13 +18,16 @@ export HOME := $(CURDIR)/build/home
 $(shell mkdir -p "$(HOME)")
 
 SCENARIOS ?= $(shell tools/scenarios.sh)
+# make test runs the conformance scenario on a sample; make conformance on every file (docs/conformance.md).
+CONFORMANCE_SAMPLE ?= 1
+export CONFORMANCE_SAMPLE
 # The part of the support matrix make test runs (docs/support.md); make test-matrix runs the rest.
 CORES ?= 2.17
 MATRIX_CORES ?= 2.18
 MATRIX_SCENARIOS ?= systemd@bullseye systemd@trixie
 
 .PHONY: help setup venv collection image images lab lab-down units units-cores sanity sanity-cores lint \
-	docs-check installed molecule test test-matrix footprint-begin footprint-end bench clean
+	docs-check installed molecule test test-matrix conformance footprint-begin footprint-end bench clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -92,6 +96,9 @@ test: setup venv collection images footprint-begin units units-cores sanity sani
 test-matrix: setup venv collection images
 	$(MAKE) units-cores sanity-cores CORES="$(MATRIX_CORES)"
 	tools/molecule.sh $(MATRIX_SCENARIOS)
+
+conformance: setup venv collection image
+	CONFORMANCE_SAMPLE=0 tools/molecule.sh conformance
 
 bench: setup venv collection image
 	bench/run.sh

@@ -4,7 +4,8 @@
 # (tools/molecule.sh). The rest of the support matrix is make test-matrix (docs/support.md).
 set -euo pipefail
 cd "$(dirname "$0")/../molecule"
-for s in modules modules@bullseye modules@trixie chroot systemd default fleet fleet:master faults; do
+# conformance: the sample when CONFORMANCE_SAMPLE=1 (make test), every file otherwise (make conformance).
+for s in modules modules@bullseye modules@trixie chroot systemd default fleet fleet:master faults conformance; do
   n=${s%%@*}
   [[ -f ${n%%:*}/molecule.yml ]] && echo "$s"
 done

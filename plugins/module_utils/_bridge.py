@@ -776,7 +776,7 @@ class Holder:
         for row in rows.splitlines():
             fields = row.split()
             # unit load active sub: a loaded unit whose file is gone after daemon-reload is "not-found".
-            if len(fields) >= 3 and fields[0].startswith(prefix + "-") and fields[1] == "not-found":
+            if len(fields) >= 3 and fields[1] == "not-found" and own_unit(prefix, fields[0]):
                 out.append(fields[0])
         return out
 
@@ -785,6 +785,33 @@ class Holder:
                          "available": p.avail(), "pending": sorted(p.pending), "watching": p.watching,
                          "waiting": self._waiting(p) if p.listen else None}  # null: the kernel does not say
                 for prefix, p in sorted(self.pools.items())}
+
+
+UNIT_SLUGS = ("inet", "unix", "dgram", "fifo", "pass")
+
+
+def own_unit(prefix: str, unit: str) -> bool:
+    """Whether ``unit`` is one the generator makes for the instance with this prefix.
+
+    Exact, not a glob: instance_unit's units share the prefix (-master.service, -jail.*), and the
+    prefixes of other instances are escaped (postfix-out\\x2d2), so they never match.
+    """
+    stem, dot, suffix = unit.rpartition(".")
+    if not dot:
+        return False
+    if stem == prefix:
+        return suffix in ("target", "slice")
+    if not stem.startswith(prefix + "-"):
+        return False
+    rest = stem[len(prefix) + 1:].partition("@")[0]
+    if rest == "holder":
+        return suffix in ("socket", "service")
+    if rest == "config-error":  # the generator's stand-in when master.cf cannot be mapped
+        return suffix == "service"
+    if rest.endswith("-wakeup"):
+        rest = rest[:-len("-wakeup")]
+    service, dash, slug = rest.rpartition("-")
+    return bool(service and dash) and slug in UNIT_SLUGS and suffix in ("socket", "service", "timer")
 
 
 def cmd_holder(argv: list[str]) -> int:
@@ -901,15 +928,23 @@ def cmd_endpoint(argv: list[str]) -> int:
     following a symlink, only the one entry is removed (unlink never follows a symlink; a directory
     fails, as it does for master). systemd reuses an existing FIFO only when root owns it with the
     mode systemd itself would give it, and creates one with the directory's group where that is
-    set-gid (Debian's public/): so a FIFO is made here, root:root, through its own descriptor;
-    systemd then chowns it to SocketUser/SocketGroup. A FIFO replaced in between fails systemd's check.
+    set-gid (Debian's public/): so a FIFO is made here, root:root, through its own descriptor.
+    A FIFO replaced in between fails systemd's check.
+
+    With --owner and --group (ExecStartPost, once systemd has created the endpoint) it gives the
+    endpoint to mail_owner as master(8)'s endpoints are: through a descriptor of the very inode,
+    never by path. systemd's own SocketUser=/SocketGroup= chown(2) the path and so follow a symlink
+    mail_owner put there in between (/etc/shadow would become mail_owner's).
     """
-    opts, rest = _options(argv, ("fifo-mode",))
+    opts, rest = _options(argv, ("fifo-mode", "owner", "group"))
     directory, name = os.path.split(rest[0]) if len(rest) == 1 else ("", "")
     if not directory.startswith("/") or name in ("", ".", ".."):
-        raise BridgeError("usage: bridge endpoint [--fifo-mode MODE] -- /absolute/path")
+        raise BridgeError("usage: bridge endpoint [--fifo-mode MODE | --owner USER --group GROUP] -- /absolute/path")
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
+        if "owner" in opts or "group" in opts:
+            _give_endpoint(dfd, name, rest[0], opts.get("owner", ""), opts.get("group", ""))
+            return 0
         try:
             os.unlink(name, dir_fd=dfd)
         except FileNotFoundError:
@@ -928,6 +963,22 @@ def cmd_endpoint(argv: list[str]) -> int:
     finally:
         os.close(dfd)
     return 0
+
+
+def _give_endpoint(dfd: int, name: str, path: str, owner: str, group: str) -> None:
+    import grp
+    import pwd
+
+    uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        st = os.fstat(fd)
+        # Only what systemd just made: a socket or FIFO with one link (a hard link could be anything).
+        if not (stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode)) or st.st_nlink != 1:
+            raise BridgeError(f"endpoint: {path} is not the socket or FIFO systemd made; left alone")
+        os.chown(f"/proc/self/fd/{fd}", uid, gid)  # this inode, whatever is at the name by now
+    finally:
+        os.close(fd)
 
 
 COMMANDS = {"run": cmd_run, "holder": cmd_holder, "retire": cmd_retire, "status": cmd_status, "kick": cmd_kick,

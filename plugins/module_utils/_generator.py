@@ -45,6 +45,8 @@ POSTCONF = "/usr/sbin/postconf"
 # Where the distribution's postfix@.service is looked up, an admin's full copy in /etc first.
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 TAG = "mailfleet-postfix-generator"
+# The library the generator and the bridge run from on a host (installed by systemd_units).
+LIBRARY = ("_mastercf", "_semantics", "_units", "_sandbox", "_bridge", "_generator")
 # main.cf parameters the mapping reads (postconf -x, so the values are expanded).
 FACT_PARAMS = (
     "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
@@ -310,7 +312,7 @@ class Inputs:
         """
         parts = [f"{k}={v}" for k, v in sorted(self.conf.items())] + [self.postconf_text, self.text]
         here = lib_dir or os.path.dirname(os.path.abspath(__file__))
-        stats = [os.path.join(here, n) for n in ("_mastercf.py", "_units.py", "_sandbox.py", "_generator.py")]
+        stats = [os.path.join(here, f"{n}.py") for n in LIBRARY]  # a changed library maps anew
         stats.append("/etc/group")
         # Which unit runs master(8) (master_units) decides the masks and Conflicts=.
         stats += [os.path.join(d, "postfix@.service") for d in UNIT_DIRS]

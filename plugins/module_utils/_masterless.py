@@ -20,10 +20,10 @@ import time
 from types import ModuleType
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
-from . import _generator
+from . import _bridge, _generator
 
 PACKAGE = "mailfleet_postfix"
-PAYLOAD = ("_mastercf", "_semantics", "_units", "_sandbox", "_bridge", "_generator")
+PAYLOAD = _generator.LIBRARY
 GENERATOR_NAME = "mailfleet-postfix-generator"
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
 
@@ -293,31 +293,9 @@ def start_masterless(run: Runner, *, target: str, holder: str, queue_directory: 
 
 
 # The type slugs of unit names (_units.TYPE_SLUG): <prefix>-<service>-<slug>[-wakeup][@N].<suffix>.
-UNIT_SLUGS = ("inet", "unix", "dgram", "fifo", "pass")
-
-
-def own_unit(prefix: str, unit: str) -> bool:
-    """Whether ``unit`` is one the generator makes for the instance with this prefix.
-
-    Exact, not a glob: instance_unit's units share the prefix (-master.service, -jail.*), and the
-    prefixes of other instances are escaped (postfix-out\\x2d2), so they never match.
-    """
-    stem, dot, suffix = unit.rpartition(".")
-    if not dot:
-        return False
-    if stem == prefix:
-        return suffix in ("target", "slice")
-    if not stem.startswith(prefix + "-"):
-        return False
-    rest = stem[len(prefix) + 1:].partition("@")[0]
-    if rest == "holder":
-        return suffix in ("socket", "service")
-    if rest == "config-error":  # the generator's stand-in when master.cf cannot be mapped
-        return suffix == "service"
-    if rest.endswith("-wakeup"):
-        rest = rest[:-len("-wakeup")]
-    service, dash, slug = rest.rpartition("-")
-    return bool(service and dash) and slug in UNIT_SLUGS and suffix in ("socket", "service", "timer")
+# One predicate for the module and the holder (which runs alone on the host): _bridge.own_unit.
+UNIT_SLUGS = _bridge.UNIT_SLUGS
+own_unit = _bridge.own_unit
 
 
 def _listed(run: Runner, *options: str) -> list[list[str]]:

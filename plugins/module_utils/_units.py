@@ -395,9 +395,22 @@ def build_units(
         if entry.type == "inet":
             listener = inet_listener(entry, instance, resolver, port_resolver)
         else:
+            if "/" in entry.service:
+                # master(8) would create it as mail_owner; systemd binds and opens as root, and a path
+                # through a directory mail_owner controls could be redirected by a symlink.
+                raise _error(entry, "a service name with '/' puts the endpoint in a subdirectory of "
+                             "private/ or public/, which systemd (root) cannot use safely; rename the service",
+                             "service")
             listener = local_listener(entry, instance)
         prepared.append((entry, daemon, listener))
     _check_conflicts([(e, listener) for e, _unused, listener in prepared])
+    bases: dict[str, Entry] = {}
+    for entry, _unused, _listener in prepared:
+        other = bases.setdefault(unit_base(instance, entry.service, entry.type), entry)
+        if other is not entry:  # private/x and public/x: two services for master(8), one unit name here
+            raise _error(entry, f"its units would have the names of the entry at line {other.first_line} "
+                         f"('{other.service} {other.type}', private and public endpoints of one name); "
+                         "rename one of them", "service")
     # The holder starts with the target: it takes master's locks, so postfix status answers at once.
     wants: list[str] = [instance.holder + ".socket", instance.holder + ".service"]
     for entry, daemon, listener in prepared:
@@ -518,7 +531,9 @@ def _socket_unit(instance: Instance, plan: _Plan) -> str:
     else:
         group = instance.setgid_group if listener.public else instance.group
         mode = "0622" if entry.type == "fifo" else "0666"
-        sock += [("SocketUser", instance.mail_owner), ("SocketGroup", group), ("SocketMode", mode)]
+        # No SocketUser=/SocketGroup=: systemd chown(2)s the path, following whatever mail_owner put at
+        # the name meanwhile. The bridge gives the endpoint away by descriptor instead (ExecStartPost).
+        sock.append(("SocketMode", mode))
         # master(8) replaces whatever is at the endpoint's name (fifo_listen, unix_listen: unlink, then
         # create); systemd fails on a stale FIFO, on a socket where a FIFO goes and on any FIFO in a
         # set-gid public/. The bridge makes room first (see _bridge.cmd_endpoint: no symlink followed,
@@ -528,6 +543,9 @@ def _socket_unit(instance: Instance, plan: _Plan) -> str:
         if entry.type == "fifo":
             prepare += ["--fifo-mode", mode]
         sock.append(("ExecStartPre", " ".join(exec_quote(w) for w in [*prepare, "--", listener.addresses[0]])))
+        give = [instance.python, "-I", "-S", instance.bridge, "endpoint", "--owner", instance.mail_owner,
+                "--group", group, "--", listener.addresses[0]]
+        sock.append(("ExecStartPost", " ".join(exec_quote(w) for w in give)))
     if listener.kind == "ListenStream":
         sock.append(("Backlog", str(max(plan.maxproc, instance.default_process_limit))))
     if plan.mode == ACCEPT:

@@ -645,3 +645,43 @@ def test_endpoint_removes_only_the_name(tmp_path: Path) -> None:
     assert _bridge.main(["endpoint", "--", str(tmp_path / "public" / "pickup")]) == 1
     assert (tmp_path / "elsewhere" / "pickup").read_text() == "keep"
     assert _bridge.main(["endpoint", "--", "relative/path"]) == 1
+
+
+def _nobody() -> tuple[str, str, int, int]:
+    import grp
+    import pwd
+
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid)
+    return user.pw_name, group.gr_name, user.pw_uid, user.pw_gid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_endpoint_is_given_to_mail_owner_by_descriptor(tmp_path: Path) -> None:
+    owner, group, uid, gid = _nobody()
+    private = tmp_path / "private"
+    private.mkdir()
+    unix_listener(private / "smtp").close()
+    os.mkfifo(private / "pickup", 0o622)
+    for name in ("smtp", "pickup"):
+        assert _bridge.main(["endpoint", "--owner", owner, "--group", group, "--", str(private / name)]) == 0
+        st = os.lstat(private / name)
+        assert (st.st_uid, st.st_gid) == (uid, gid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_endpoint_owner_never_follows_or_takes_a_hard_link(tmp_path: Path) -> None:
+    """mail_owner controls the directory: a symlink, a regular file or a second link at the name is left alone."""
+    owner, group, _uid, _gid = _nobody()
+    private = tmp_path / "private"
+    private.mkdir()
+    secret = tmp_path / "shadow"
+    secret.write_text("root only\n")
+    (private / "smtp").symlink_to(secret)
+    (private / "file").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    os.link(tmp_path / "fifo", private / "linked")
+    for name in ("smtp", "file", "linked"):
+        assert _bridge.main(["endpoint", "--owner", owner, "--group", group, "--", str(private / name)]) == 1
+    assert os.stat(secret).st_uid == 0 and os.lstat(private / "smtp").st_uid == 0
+    assert os.stat(tmp_path / "fifo").st_uid == 0

@@ -340,3 +340,22 @@ def test_an_admins_copy_in_etc_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     shutil.copyfile(SYSTEMD_FIXTURES / "debian-12" / "postfix@.service", lib / "postfix@.service")
     monkeypatch.setattr(_generator, "UNIT_DIRS", (str(etc), str(lib)))
     assert _generator.master_units("-") == ("postfix.service",)
+
+
+@pytest.mark.parametrize("name", _generator.LIBRARY)
+def test_every_library_module_is_in_the_key(tmp_path: Path, name: str) -> None:
+    """A host whose library changed (an upgrade of any module the units come from) maps anew."""
+    import shutil
+
+    host = Host(tmp_path)
+    host.enable()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    here = Path(_generator.__file__).parent
+    for module in _generator.LIBRARY:
+        shutil.copy(here / f"{module}.py", lib / f"{module}.py")
+    inputs = _generator.Inputs("default", {"config_directory": str(host.etc)}, postconf=str(host.postconf))
+    before = inputs.key(str(lib))
+    with open(lib / f"{name}.py", "a", encoding="utf-8") as handle:
+        handle.write("\n# changed\n")
+    assert inputs.key(str(lib)) != before

@@ -314,8 +314,10 @@ def test_local_listeners(entry: str, path: str, group: str, mode: str, listen_ke
     units = build(entry + "\n")
     sock = next(u for n, u in units.units.items() if n.endswith(".socket") and "holder" not in n)
     assert key(sock, listen_key) == [path]
-    assert key(sock, "SocketUser") == ["postfix"]
-    assert key(sock, "SocketGroup") == [group]
+    # Not SocketUser=/SocketGroup=: systemd would chown(2) a path in a directory mail_owner controls.
+    assert key(sock, "SocketUser") == [] and key(sock, "SocketGroup") == []
+    assert key(sock, "ExecStartPost") == [" ".join([*BRIDGE, "endpoint", "--owner", "postfix", "--group", group,
+                                                    "--", path])]
     assert key(sock, "SocketMode") == [mode]
     assert bool(key(sock, "Backlog")) is (listen_key == "ListenStream")
     # Like master(8): whatever is at the name goes first, removed as mail_owner; nothing removed at stop.
@@ -502,9 +504,15 @@ def test_a_disabled_duplicate_does_not_hide_the_running_entry() -> None:
     assert [s.line for s in units.services] == [1] and not units.warnings
 
 
-def test_private_and_public_of_one_name_do_not_conflict() -> None:
-    units = build("dup unix - - y - - error\ndup unix n - y - - error\n")
-    assert len(units.services) == 2
+def test_private_and_public_of_one_name_are_refused_not_merged() -> None:
+    """Two services for master(8), but one unit name: refused rather than one silently replacing the other."""
+    with pytest.raises(MasterCfError, match="line 2: .*units would have the names of the entry at line 1"):
+        build("dup unix - - y - - error\ndup unix n - y - - error\n")
+
+
+def test_a_service_name_with_a_slash_is_refused() -> None:
+    with pytest.raises(MasterCfError, match="line 1: .*name with '/'"):
+        build("a/x unix - - y - - error\n")
 
 
 def test_ipv6_address_with_ipv4_only_protocols_is_refused() -> None:
