@@ -33,7 +33,8 @@ TARGET = "postfix-default.target"
 HOLDER = "postfix-default-holder.service"
 MASTER_UNIT = "postfix@-.service"  # what Debian runs master(8) of the primary instance with
 # os.path.isdir and shutil.which are patched process-wide by the fixture; keep the real ones.
-REAL_ISDIR, REAL_WHICH = os.path.isdir, shutil.which
+REAL_ISDIR = os.path.isdir
+REAL_WHICH = shutil.which
 
 
 pytestmark = pytest.mark.skipif(not have_postfix_user(), reason="mail_owner 'postfix' must exist")
