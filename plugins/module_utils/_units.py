@@ -312,11 +312,14 @@ def utf8_only(value: str, what: str) -> str:
 
 
 def unit_value(key: str, value: str) -> str:
-    """One 'key=value' of a unit: free text (Description=) shows bytes as \\xNN, other settings refuse them."""
+    """One 'key=value' of a unit: free text (Description=) shows bytes as \\xNN, other settings refuse them.
+
+    Description= expands %-specifiers: a '%' from master.cf ([fe80::1%eth0]:25) is doubled.
+    """
+    if key == "Description":
+        return printable(value).replace("%", "%%")
     if is_utf8(value):
         return value
-    if key == "Description":
-        return printable(value)
     return utf8_only(value, f"{key}=")
 
 

@@ -584,3 +584,11 @@ def test_postfix_mode_keeps_chroot_and_starts_smtpd_as_root() -> None:
 def test_compatibility_level_postfix_cannot_parse_is_refused() -> None:
     with pytest.raises(MasterCfError, match="compatibility_level = 3.x: malformed"):
         build("smtp inet n - - - - smtpd\n", chroot="postfix", compatibility_level="3.x")
+
+
+def test_description_doubles_percent_from_master_cf() -> None:
+    """Description= expands specifiers: a scoped address's '%' must stay a '%'."""
+    units = build_units("[fe80::1%eth0]:2525 inet n - n - 1 smtpd\n", Instance(inet_protocols="ipv6"),
+                        resolver=lambda host: ["fe80::1%eth0"], port_resolver=ports)
+    sock = next(text for name, text in units.units.items() if name.endswith(".socket") and "holder" not in name)
+    assert "Description=Postfix default: [fe80::1%%eth0]:2525/inet listener" in sock
