@@ -482,6 +482,7 @@ def plan_jail(
     """The jail for one instance; empty when no active entry runs chrooted."""
     params = {str(k): "" if v is None else str(v) for k, v in (main or {}).items()}
     host = host or DEBIAN12_AMD64
+    facts = facts_of(params)  # once: Params expands every reference
     entries, duplicate_warnings = running(master, params, path=path)
     queue_directory = Params(params).get("queue_directory")
     plan = Plan(queue_directory=queue_directory)
@@ -489,7 +490,7 @@ def plan_jail(
     for warning in duplicate_warnings:
         builder.warn(warning)
     for entry in entries:
-        if not chroot_of(entry, params):
+        if not flag_of(entry, "chroot", facts):
             continue
         daemon = daemon_of(entry)
         plan.chrooted.append(Chrooted(f"{entry.service}/{entry.type}", entry.first_line,

@@ -51,6 +51,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the escaped-fixture reader
+import fixture_files  # type: ignore[import-not-found]  # noqa: E402  # pylint: disable=wrong-import-position
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "valid"
@@ -395,7 +398,7 @@ def master_failures(host: Host, cursor: str, live: dict) -> list[str]:
 
 
 def run_file(host: Host, path: Path, unit: str) -> dict:
-    data = path.read_bytes()
+    data = fixture_files.read(path)
     res: dict[str, Any] = {"file": path.name, "source": str(path.parent.name), "differences": [], "notes": []}
     t0 = time.monotonic()
     host.sh("systemctl reset-failed")
@@ -516,7 +519,7 @@ def write(out: Path, results: list[dict], files: list[Path], started: float, don
 
 def select(args: argparse.Namespace) -> list[Path]:
     corpus = Path(args.corpus)
-    pool = sorted(FIXTURES.glob("*.cf")) + (sorted(corpus.glob("*.cf")) if corpus.is_dir() else [])
+    pool = fixture_files.paths(FIXTURES) + (sorted(corpus.glob("*.cf")) if corpus.is_dir() else [])
     if args.files:
         return [p for p in pool if p.name in args.files or str(p) in args.files] + \
             [Path(f) for f in args.files if Path(f).is_file() and Path(f).resolve() not in {q.resolve() for q in pool}]

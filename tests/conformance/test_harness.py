@@ -147,11 +147,11 @@ def test_systemd_expansions_are_decoded_as_systemd_does() -> None:
 
 
 def test_the_sample_covers_what_make_test_must() -> None:
-    fixtures = {p.name for p in harness.FIXTURES.glob("*.cf")}
+    fixtures = {p.name for p in harness.fixture_files.paths(harness.FIXTURES)}
     for name in ("fifo-pickup.cf", "postscreen-pass.cf", "postlog-dgram.cf", "hostport.cf", "duplicates.cf",
                  "latin1-comment.cf"):
         assert name in fixtures and name in harness.SAMPLE
-    raw = (harness.FIXTURES / "latin1-comment.cf").read_bytes()
+    raw = harness.fixture_files.read(harness.FIXTURES / "latin1-comment.cf")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -17,6 +17,7 @@ from ansible_collections.mailfleet.postfix.plugins.filter.master_cf import (
     master_cf_parse,
     master_cf_render,
 )
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 
 ROOT = Path(__file__).resolve().parents[4]
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "master.cf"
@@ -24,12 +25,12 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 
 def _read(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", "surrogateescape")
+    return fixture_files.read(path).decode("utf-8", "surrogateescape")
 
 
 def _texts() -> list[Path]:
     corpus = sorted((CORPUS / "valid").glob("*.cf")) if CORPUS.is_dir() else []
-    return sorted(FIXTURES.glob("*.cf")) + corpus
+    return fixture_files.paths(FIXTURES) + corpus
 
 
 def _item(items: list[dict[str, Any]], service: str, kind: str, enabled: bool = True) -> dict[str, Any]:

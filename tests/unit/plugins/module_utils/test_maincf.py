@@ -14,15 +14,16 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._maincf import (
     apply_settings,
     format_value,
 )
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "main.cf"
 
 
 def _fixture(name: str) -> str:
-    return (FIXTURES / name).read_bytes().decode("utf-8", "surrogateescape")
+    return fixture_files.read(FIXTURES / name).decode("utf-8", "surrogateescape")
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.cf")))
+@pytest.mark.parametrize("name", [p.name for p in fixture_files.paths(FIXTURES)])
 def test_fixture_round_trips_byte_exact(name: str) -> None:
     text = _fixture(name)
     assert MainCf.parse(text).render() == text

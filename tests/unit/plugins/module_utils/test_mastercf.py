@@ -20,6 +20,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import
     disabled_by,
     render_entry,
 )
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 
 ROOT = Path(__file__).resolve().parents[4]
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "master.cf"
@@ -32,7 +33,7 @@ def _read(path: Path) -> str:
 
 
 def _fixture(name: str) -> str:
-    return _read(FIXTURES / name)
+    return fixture_files.read(FIXTURES / name).decode("utf-8", "surrogateescape")
 
 
 def _entry(doc: MasterCf, service: str, kind: str, *, enabled: bool | None = True) -> dict:
@@ -52,7 +53,7 @@ def _changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
 # --------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.cf")))
+@pytest.mark.parametrize("name", [p.name for p in fixture_files.paths(FIXTURES)])
 def test_fixture_round_trips_byte_exact(name: str) -> None:
     text = _fixture(name)
     assert MasterCf.parse(text).render() == text

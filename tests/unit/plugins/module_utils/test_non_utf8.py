@@ -24,11 +24,12 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
     printable,
     render_unit,
 )
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import have_postfix_user
 
 ROOT = Path(__file__).resolve().parents[4]
 LATIN1 = ROOT / "tests" / "unit" / "fixtures" / "master.cf" / "latin1.cf"
-RAW = LATIN1.read_bytes()
+RAW = fixture_files.read(LATIN1)
 TEXT = RAW.decode("utf-8", "surrogateescape")
 FACTS = {
     "config_directory": "/etc/postfix", "queue_directory": "/var/spool/postfix", "data_directory": "/var/lib/postfix",

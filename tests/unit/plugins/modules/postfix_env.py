@@ -16,6 +16,8 @@ from unittest.mock import patch
 import pytest
 from ansible.module_utils.common import warnings as _warnings
 
+from ansible_collections.mailfleet.postfix.tests import fixture_files
+
 try:  # ansible-core >= 2.19
     from ansible.module_utils import _internal
     from ansible.module_utils.testing import patch_module_args
@@ -103,8 +105,8 @@ def make_config_dir(base: Path, *, master: str = "stock.cf", main: str = "stock.
     queue, data = base / "queue", base / "data"
     queue.mkdir()
     meta = make_meta_directory(base)
-    shutil.copyfile(FIXTURES / "master.cf" / master, path / "master.cf")
-    text = (FIXTURES / "main.cf" / main).read_text()
+    (path / "master.cf").write_bytes(fixture_files.read(FIXTURES / "master.cf" / master))
+    text = fixture_files.read(FIXTURES / "main.cf" / main).decode("utf-8", "surrogateescape")
     (path / "main.cf").write_text(text + instance_paths(queue=queue, data=data, meta=meta))
     old = 1_600_000_000  # an mtime in the past, so a rewrite is always visible
     for name in ("main.cf", "master.cf"):

@@ -23,6 +23,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _chroot_sync
 from ansible_collections.mailfleet.postfix.plugins.modules import chroot as module
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 
 ROOT = Path(__file__).resolve().parents[4]
 DEBIAN = (ROOT / "tests/unit/plugins/module_utils/fixtures/debian-master.cf").read_text()
@@ -319,7 +320,7 @@ def test_module_reloads_after_a_change(instance: dict[str, Any], monkeypatch: py
 
 def test_latin1_master_cf(instance: dict[str, Any]) -> None:
     """Postfix reads master.cf as bytes: a Latin-1 comment and -o value neither crash nor change it."""
-    raw = (ROOT / "tests/unit/fixtures/master.cf/latin1.cf").read_bytes()
+    raw = fixture_files.read(ROOT / "tests/unit/fixtures/master.cf/latin1.cf")
     (instance["config"] / "master.cf").write_bytes(raw)
     assert ok({"config_dir": str(instance["config"])})["changed"]
     assert (instance["config"] / "master.cf").read_bytes() == raw

@@ -18,6 +18,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _chroot_sync
 from ansible_collections.mailfleet.postfix.plugins.modules import instance_unit as module
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 
 ROOT = Path(__file__).resolve().parents[4]
 DEBIAN = (ROOT / "tests/unit/plugins/module_utils/fixtures/debian-master.cf").read_text()
@@ -173,7 +174,7 @@ def test_bad_master_cf(env: dict[str, Any]) -> None:
 
 def test_latin1_master_cf(env: dict[str, Any]) -> None:
     """Postfix reads master.cf as bytes: a Latin-1 comment and -o value neither crash nor change it."""
-    raw = (ROOT / "tests/unit/fixtures/master.cf/latin1.cf").read_bytes()
+    raw = fixture_files.read(ROOT / "tests/unit/fixtures/master.cf/latin1.cf")
     (env["config"] / "master.cf").write_bytes(raw)
     first = ok(env)
     assert first["changed"] and (env["config"] / "master.cf").read_bytes() == raw

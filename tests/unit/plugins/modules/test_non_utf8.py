@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+from ansible_collections.mailfleet.postfix.tests import fixture_files
 from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import make_config_dir, run_module
 
 # env is the fixture, pytestmark the shared skip condition.
@@ -20,7 +21,7 @@ from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.test_syste
     pytestmark,
 )
 
-RAW = (ROOT / "tests/unit/fixtures/master.cf/latin1.cf").read_bytes()
+RAW = fixture_files.read(ROOT / "tests/unit/fixtures/master.cf/latin1.cf")
 
 
 def test_latin1_master_cf_switches_and_is_idempotent(env: Env) -> None:  # noqa: F811 (fixture)
