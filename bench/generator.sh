@@ -16,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 # The same layout the systemd_units module installs: the module_utils package + a launcher.
 lib=$work/libexec
 mkdir -p "$lib/mailfleet_postfix" "$work/instances"
-cp "$root"/plugins/module_utils/{_mastercf,_units,_sandbox,_bridge,_generator}.py "$lib/mailfleet_postfix/"
+cp "$root"/plugins/module_utils/{_mastercf,_semantics,_units,_sandbox,_bridge,_generator}.py "$lib/mailfleet_postfix/"
 : > "$lib/mailfleet_postfix/__init__.py"
 "$python" -m compileall -q "$lib/mailfleet_postfix"
 "$python" - "$python" "$lib" > "$work/generator" <<'PY'

@@ -14,8 +14,10 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import
     FIELDS,
     MasterCf,
     MasterCfError,
+    item_line,
     normalize_spec,
     render_entry,
+    shown,
     split_physical,
 )
 
@@ -79,6 +81,10 @@ def _layout(items: list[Any] | tuple[Any, ...]) -> MasterCf:
 def _render_item(index: int, item: Any, layout: MasterCf) -> str:
     if not isinstance(item, Mapping):
         raise MasterCfError(f"item {index} is a {type(item).__name__}, expected a mapping")
+    try:
+        _check_meta(item)
+    except MasterCfError as exc:
+        raise MasterCfError(f"item {index}: {exc.reason}", field_name=exc.field_name) from exc
     raw = item.get("raw")
     if item.get("kind", "entry") == "text":
         if not isinstance(raw, str):
@@ -123,7 +129,17 @@ def _edit(doc: MasterCf, current: Mapping[str, Any], item: Mapping[str, Any], in
     return doc.render()
 
 
+def _check_meta(item: Mapping[str, Any]) -> None:
+    """The describing keys master_cf_parse adds: of the right type when given, never silently ignored."""
+    item_line(item)
+    if item.get("kind", "entry") not in ("entry", "text"):
+        raise MasterCfError(f"'kind' is '{shown(str(item['kind']))}', expected entry or text", field_name="kind")
+    if "enabled" in item and not isinstance(item["enabled"], bool):
+        raise MasterCfError(f"'enabled' is '{shown(str(item['enabled']))}', expected a boolean", field_name="enabled")
+
+
 def _fresh(entry: Mapping[str, Any], *, widths: tuple[int, ...] = DEFAULT_WIDTHS, eol: str = "\n") -> str:
+    _check_meta(entry)
     spec = {key: value for key, value in entry.items() if key not in _META}
     want = normalize_spec(spec)
     if want["type"] == "inet" and want.get("private") is None:

@@ -44,7 +44,7 @@ def master_cf_chroot_plan(
         facts = HostFacts.from_dict(host) if host is not None else None
         plan = plan_jail(data if isinstance(data, str) else list(data), params, facts,
                          extra_files=list(extra_files or ()))
-    except (ChrootPlanError, MasterCfError, MainCfError, TypeError) as exc:
+    except (ChrootPlanError, MasterCfError, MainCfError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"master_cf_chroot_plan: {exc}") from exc
     for warning in plan.warnings:
         Display().warning(f"master_cf_chroot_plan: {warning}")

@@ -64,6 +64,9 @@ SD_LISTEN_FDS_START = 3
 STATUS = struct.Struct("=iIi")
 STAT_TAKEN, STAT_AVAIL = 0, 1
 MAX_FDS = 64
+REQUEST_MAX = 65536
+MAX_CONTROLS = 256  # control connections waiting for their request; the oldest goes first
+CONTROL_TIMEOUT = 5.0
 PENDING_TIMEOUT = 30.0
 COALESCE = 0.005
 # A client that waits less than this is one a worker finishing its session takes (smtp-source and
@@ -215,8 +218,11 @@ def _max_fd() -> int:
         return 4096
 
 
+RUN_OPTIONS = ("holder", "flow", "maxproc", "max-use", "unit", "stamp", "lock")
+
+
 def cmd_run(argv: list[str]) -> NoReturn:
-    opts, command = _options(argv, ("holder", "flow", "maxproc", "max-use", "unit", "stamp", "lock"))
+    opts, command = _options(argv, RUN_OPTIONS)
     if len(command) < 2 or not {"holder", "flow", "unit"} <= set(opts):
         raise BridgeError("usage: run --holder SOCK --flow FIFO --unit NAME [--maxproc N] [--stamp F] [--lock F] "
                           "-- PATH ARGV0 [ARGS...]")
@@ -236,7 +242,147 @@ def cmd_run(argv: list[str]) -> NoReturn:
     os.execv(command[0], command[1:])
 
 
-# --------------------------------------------------------------------------- holder
+# --------------------------------------------------------------------------- holder: who registers
+#
+# The holder socket is root:mail_group 0660, so any process of mail_owner (a compromised smtpd is one)
+# can connect. What a registration says is therefore never trusted: the unit comes from the kernel
+# (SO_PEERCRED -> /proc/PID/cgroup), and what the holder does for that unit (maxproc, max_use, stamp,
+# lock file) from the unit set the generator wrote (root's, in /run or /var/lib).
+
+SO_PEERPIDFD = 77  # Linux 6.5: a pidfd of the very process that connected (SO_PEERCRED only has its pid)
+
+
+def cgroup_path(text: str) -> str:
+    """The systemd cgroup in /proc/PID/cgroup: the unified hierarchy's (v2, hybrid), else name=systemd (v1)."""
+    legacy = ""
+    for line in text.splitlines():
+        hierarchy, _sep, rest = line.partition(":")
+        controllers, sep, path = rest.partition(":")
+        if not sep:
+            continue
+        if hierarchy == "0" and not controllers:
+            return path
+        if controllers == "name=systemd":
+            legacy = path
+    return legacy
+
+
+def peer_unit(path: str, holder_path: str) -> str:
+    """The unit a process runs in, if its cgroup is beside the holder's (in the instance's slice), else ''.
+
+    The cgroup of a process is a leaf, named after its unit; only root (systemd) creates cgroups in the
+    instance's slice. Comparing whole paths, not names, also refuses a look-alike below a delegated
+    subtree (user@.service), where a user may create cgroups of any name.
+    """
+    parent, _sep, leaf = path.rpartition("/")
+    holder_parent = holder_path.rpartition("/")[0]
+    if not leaf or not holder_parent or parent != holder_parent or not leaf.endswith(".service"):
+        return ""
+    return leaf
+
+
+def exec_words(text: str) -> list[str]:
+    """An ExecStart= command line as systemd splits it, for what _units.exec_quote writes (quotes, C escapes,
+    %% and $$); other specifiers (%n) stay as they are."""
+    words: list[str] = []
+    word: list[str] = []
+    quoted = started = False
+    pos = 0
+    while pos < len(text):
+        char, pair = text[pos], text[pos:pos + 2]
+        pos += 1
+        if char == "\\" and pos < len(text):
+            nxt = text[pos]
+            if nxt == "x" and len(text[pos + 1:pos + 3]) == 2:
+                byte = int(text[pos + 1:pos + 3], 16)
+                word.append(chr(byte) if byte < 0x80 else chr(0xDC00 + byte))  # surrogateescape, as read
+                pos += 3
+            else:
+                word.append({"t": "\t", "n": "\n", "r": "\r"}.get(nxt, nxt))
+                pos += 1
+            started = True
+        elif pair in ("%%", "$$"):
+            word.append(char)
+            pos += 1
+            started = True
+        elif char == '"':
+            quoted, started = not quoted, True
+        elif char in " \t" and not quoted:
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def pool_specs(files: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Unit file name -> the options of its `bridge run` ExecStart= (maxproc, max-use, stamp, lock)."""
+    specs: dict[str, dict[str, str]] = {}
+    for name, content in files.items():
+        if "/" in name or not name.endswith(".service"):
+            continue
+        for line in content.splitlines():
+            if not line.startswith("ExecStart="):
+                continue
+            words = exec_words(line[len("ExecStart="):])
+            if "run" not in words:
+                continue
+            try:
+                opts, command = _options(words[words.index("run") + 1:], RUN_OPTIONS)
+            except BridgeError:
+                continue
+            if command and "holder" in opts:
+                specs[name] = opts
+    return specs
+
+
+def _library(name: str) -> ModuleType:
+    """A module of the library beside this file: the installed bridge is a symlink into its package."""
+    import importlib
+
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    here = os.path.dirname(os.path.realpath(__file__))
+    if os.path.dirname(here) not in sys.path:
+        sys.path.insert(0, os.path.dirname(here))
+    return importlib.import_module(f"{os.path.basename(here)}.{name}")
+
+
+def _read_small(path: str, limit: int = 65536) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def _oneline(text: str) -> str:
+    """A peer's text for one journal line: no line breaks or control characters, bounded."""
+    return "".join(c if c.isprintable() else "?" for c in text[:300])
+
+
+def _socket_kind(fd: int) -> tuple[int, int] | None:
+    """(family, type) of a descriptor, None if it is not a socket; the descriptor stays the caller's."""
+    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+        return None
+    import socket
+
+    sock = socket.socket(fileno=fd)
+    try:
+        return int(sock.family), int(sock.type)
+    finally:
+        sock.detach()
+
+
+def _alive(pidfd: int) -> bool:
+    """A pidfd is readable once its process has exited."""
+    import select
+
+    return not select.select([pidfd], [], [], 0)[0]
 
 
 class Worker:
@@ -286,7 +432,8 @@ class Pool:
 
 class Holder:
     def __init__(self, *, listener: socket.socket, flow: str, stamps: str, queue_directory: str,
-                 owner: str, group: str, systemctl: str, target: str = "", data_directory: str = "") -> None:
+                 owner: str, group: str, systemctl: str, target: str = "", data_directory: str = "",
+                 units_set: tuple[str, ...] = (), proc: str = "/proc") -> None:
         import grp
         import pwd
         import selectors
@@ -313,15 +460,25 @@ class Holder:
         self.verbose = False
         self.diag: socket.socket | None = None  # sock_diag, for the backlog of unix listeners
         self.diag_tried = False
+        # Who may register: units of this instance (own_unit) that run beside the holder, as the unit set says.
+        self.prefix = target[:-len(".target")] if target.endswith(".target") else ""
+        self.units_set = units_set
+        self.proc = proc
+        self.cgroup = ""  # the holder's own cgroup (prepare)
+        self.specs: tuple[tuple[object, ...], dict[str, dict[str, str]]] = ((), {})
+        self.controls: dict[int, tuple[socket.socket, float]] = {}  # control connections not yet answered
 
     # -- setup
     def prepare(self) -> None:
         """Master's locks, the flow FIFO (kept open so tokens survive idle periods), fresh stamps."""
-        self.locks.append(self._master_lock(os.path.join(self.queue_directory, "pid", "master.pid"), pid=True))
+        self.locks += self._master_lock(os.path.join(self.queue_directory, "pid"), "master.pid", mode=0o644)
         if self.data_directory:
             # master.c opens it as mail_owner: a root-owned one would stop a later switch to master(8).
-            self.locks.append(self._master_lock(os.path.join(self.data_directory, "master.lock"), pid=True,
-                                                owner=(self.uid, self.gid)))
+            self.locks += self._master_lock(self.data_directory, "master.lock", mode=0o600, owner=(self.uid, self.gid))
+        try:
+            self.cgroup = cgroup_path(_read_small(os.path.join(self.proc, "self", "cgroup")))
+        except OSError as exc:
+            _log(f"holder: cannot read its own cgroup ({exc}): every registration will be refused")
         try:
             st = os.lstat(self.flow)
             if not stat.S_ISFIFO(st.st_mode):
@@ -338,21 +495,68 @@ class Holder:
         self.sel.register(self.listener, self.event_read, ("accept", None))
 
     @staticmethod
-    def _master_lock(path: str, *, pid: bool, owner: tuple[int, int] | None = None) -> int:
-        """open_lock() as master.c does it (flock on Linux); master -t then reports 'running'."""
+    def _master_lock(directory: str, name: str, *, mode: int, owner: tuple[int, int] | None = None) -> list[int]:
+        """open_lock() as master.c does it (flock on Linux); master -t then reports 'running'.
+
+        The file found at the name is never written, truncated or chowned: data_directory is
+        mail_owner's, and anything there may be a symlink or a hard link to a file of root's. It is only
+        tested for master's lock (a regular file with one link, reopened through its own descriptor), and
+        then replaced by one the holder creates itself (O_EXCL: whatever appears in between fails the
+        start). The old one stays locked too: a master(8) that opened it in between still finds it locked.
+        """
         import fcntl
 
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        if owner and os.geteuid() == 0:
-            os.fchown(fd, *owner)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        path = os.path.join(directory, name)
+        held: list[int] = []
+        try:
+            old = Holder._old_lock(dfd, name, path)
+            if old >= 0:
+                held.append(old)
+            try:
+                os.unlink(name, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+            except FileExistsError:
+                raise BridgeError(f"{path} reappeared while the holder replaced it; not started") from None
+            held.insert(0, fd)
+            if owner and os.geteuid() == 0:
+                os.fchown(fd, *owner)  # the file just created, by its descriptor
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, f"{os.getpid():>{struct.calcsize('L') * 4}}\n".encode())
+        except BaseException:
+            for fd in held:
+                os.close(fd)
+            raise
+        finally:
+            os.close(dfd)
+        return held
+
+    @staticmethod
+    def _old_lock(dfd: int, name: str, path: str) -> int:
+        """The lock file at the name, locked by the holder; -1 if there is none master(8) could hold."""
+        import fcntl
+
+        try:
+            ref = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            return -1
+        try:
+            st = os.fstat(ref)
+            # master's safe_open() refuses anything else: a symlink, FIFO or hard link is no lock of its.
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                _log(f"holder: {path} is not a regular file with one link; replaced, never opened")
+                return -1
+            fd = os.open(f"/proc/self/fd/{ref}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # this very inode
+        finally:
+            os.close(ref)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise BridgeError(f"{path} is locked: master(8) runs for this instance; stop it first") from None
-        if pid:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid():>{struct.calcsize('L') * 4}}\n".encode())
         return fd
 
     # -- main loop
@@ -387,7 +591,7 @@ class Holder:
                 what, obj = key.data
                 if what == "accept":
                     self._accept()
-                elif what == "control":
+                elif what == "control" and key.fileobj.fileno() in self.controls:  # type: ignore[union-attr]
                     self._control(key.fileobj)  # type: ignore[arg-type]
                 elif what == "peer" and key.fileobj.fileno() in self.peers:  # type: ignore[union-attr]
                     self._drain(key.fileobj)  # type: ignore[arg-type]
@@ -411,91 +615,200 @@ class Holder:
                 time.sleep(COALESCE)
 
     def _accept(self) -> None:
+        import time
+
         try:
             conn, _unused = self.listener.accept()
         except BlockingIOError:
             return
+        except OSError as exc:  # EMFILE and the like: make room, and do not spin on a readable listener
+            _log(f"holder: accept: {exc}")
+            if self.controls:
+                self._close_control(min(self.controls, key=lambda fd: self.controls[fd][1]))
+            time.sleep(0.05)
+            return
+        if len(self.controls) >= MAX_CONTROLS:  # a client that connects and says nothing holds an fd
+            self._close_control(min(self.controls, key=lambda fd: self.controls[fd][1]))
         conn.setblocking(False)
         self.sel.register(conn, self.event_read, ("control", None))
+        self.controls[conn.fileno()] = (conn, time.monotonic() + CONTROL_TIMEOUT)
+
+    def _close_control(self, fd: int) -> None:
+        conn, _deadline = self.controls.pop(fd)
+        self.sel.unregister(conn)
+        conn.close()
 
     def _control(self, conn: socket.socket) -> None:
+        """One request. Whatever it holds, the holder lives on: an error closes the request's own
+        descriptors (none of them is in the selector yet), is logged once and answered."""
         import socket
 
+        self.controls.pop(conn.fileno(), None)
         self.sel.unregister(conn)
+        fds: list[int] = []
+        pid = uid = -1
         try:
-            data, fds, _unused, _unused = socket.recv_fds(conn, 65536, MAX_FDS)
-        except OSError:
-            conn.close()
-            return
-        try:
-            reply = self._request(conn, data, fds)
-        except (BridgeError, ValueError, OSError) as exc:
+            pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            data, fds, flags, _unused = socket.recv_fds(conn, REQUEST_MAX, MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+            reply = self._request(conn, data, fds, flags, pid=pid, uid=uid)
+        except Exception as exc:  # noqa: BLE001 - no request may end the holder (and with it the instance)
             for fd in fds:
-                os.close(fd)
-            reply = f"ERR {exc}"
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            reason = _oneline(str(exc) or type(exc).__name__)
+            _log(f"holder: refused a request of pid {pid} uid {uid}: {reason}")
+            reply = f"ERR refused: {reason}"
         try:
             conn.setblocking(True)
             conn.settimeout(2.0)
-            conn.send(reply.encode())
+            conn.send(reply.encode(errors="replace"))
         except OSError:
             pass
         conn.close()
 
-    def _request(self, conn: socket.socket, data: bytes, fds: list[int]) -> str:
+    def _request(self, conn: socket.socket, data: bytes, fds: list[int], flags: int, *, pid: int, uid: int) -> str:
+        """Answer one request; descriptors it keeps are removed from ``fds`` (the rest are the caller's)."""
         import socket
 
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            raise BridgeError(f"request longer than {REQUEST_MAX} bytes or with more than {MAX_FDS} descriptors")
         message = decode(data)
-        pid, uid, _unused = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if "unit" in message:
-            return self._register(pid, message, fds)
-        for fd in fds:
-            os.close(fd)
+            return self._register(conn, pid, message, fds)
+        if fds:
+            raise BridgeError("descriptors sent with a command")
         command = message.get("command")
         if command == "status":
             import json
 
             return json.dumps(self.status())
+        if command == "retire" and uid != 0:
+            # ExecStop= runs as the unit's user: it may retire the daemons of its own unit only.
+            return self.retire(int(message.get("pid", "")), unit=self._identify(conn, pid))
         if uid != 0:
             raise BridgeError(f"'{command}' needs root")
         if command == "retire":
-            return self.retire(int(message["pid"]))
+            return self.retire(int(message.get("pid", "")))
         if command == "reload":
             self.reload_requested = True
             return "OK"
-        raise BridgeError(f"unknown request {message!r}")
+        raise BridgeError(f"unknown request {data[:80]!r}")
 
-    def _register(self, pid: int, message: dict[str, str], fds: list[int]) -> str:
+    def _identify(self, conn: socket.socket, pid: int) -> str:
+        """The unit the peer runs in, from the kernel: never from what it says.
+
+        SO_PEERCRED's pid is the one of connect() time. With SO_PEERPIDFD (Linux 6.5) the pidfd is that
+        very process, and its being alive after /proc/PID/cgroup was read proves the read was of it.
+        Before 6.5 the pidfd is of whoever holds the pid now: a peer that exits at once and whose pid
+        another unit's process gets before the holder looks (pid_max wraps first) would be taken for that
+        unit. That is the residual risk, and it grants only that unit's own pool, from the unit set.
+        """
         import socket
 
+        if not self.cgroup:
+            raise BridgeError("the holder does not know its own cgroup")
+        try:
+            pidfd = int(struct.unpack("i", conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD, 4))[0])
+        except OSError:  # ENOPROTOOPT before Linux 6.5
+            pidfd = os.pidfd_open(pid)
+        try:
+            path = cgroup_path(_read_small(os.path.join(self.proc, str(pid), "cgroup")))
+            if not _alive(pidfd):
+                raise BridgeError(f"pid {pid} exited before it could be identified")
+        finally:
+            os.close(pidfd)
+        unit = peer_unit(path, self.cgroup)
+        if not unit or not own_unit(self.prefix, unit):
+            raise BridgeError(f"pid {pid} runs in {_oneline(path) or '?'}, not in a unit of {self.prefix or 'this instance'}")
+        return unit
+
+    def _spec(self, unit: str) -> tuple[dict[str, str], str, bool]:
+        """What the unit set says about a pool unit: its `bridge run` options, the pool prefix, template or not."""
+        stem, at, _number = unit.partition("@")
+        template = bool(at)
+        spec = self._pool_specs().get(f"{stem}@.service" if template else unit)
+        if spec is None:
+            raise BridgeError(f"{unit} is not a pool service of this instance's unit set")
+        return spec, stem if template else unit[:-len(".service")], template
+
+    def _pool_specs(self) -> dict[str, dict[str, str]]:
+        """The pools of the unit set the generator wrote (its copy in /run, else the module's in /var/lib)."""
+        paths = self.units_set
+        if not paths:
+            generator = _library("_generator")
+            name = os.path.basename(os.path.dirname(self.flow))
+            paths = self.units_set = tuple(os.path.join(d, name, "units.set") for d in (generator.RUN_DIR, generator.STATE_DIR))
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if os.geteuid() == 0 and (st.st_uid != 0 or st.st_mode & 0o022):
+                _log(f"holder: {path} is not root's alone; ignored")
+                continue
+            key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if key == self.specs[0]:
+                return self.specs[1]
+            try:
+                files = _library("_generator").load_set(path)
+            except Exception as exc:  # noqa: BLE001 - a damaged set, whatever load_set raises, is no set
+                _log(f"holder: unit set {path}: {exc}")
+                continue
+            self.specs = (key, pool_specs(files))
+            return self.specs[1]
+        raise BridgeError(f"no usable unit set ({' '.join(paths)})")
+
+    def _register(self, conn: socket.socket, pid: int, message: dict[str, str], fds: list[int]) -> str:
+        import socket
+
+        unit = self._identify(conn, pid)
+        if message.get("unit") != unit:
+            raise BridgeError(f"pid {pid} of {unit} registers as {_oneline(message.get('unit', ''))[:120]!r}")
+        spec, prefix, template = self._spec(unit)
+        maxproc = int(spec.get("maxproc", "1"))
+        max_use = int(spec.get("max-use", "0") or 0)
         if not fds:
             raise BridgeError("registration without a status socket")
-        unit = str(message["unit"])
-        maxproc = int(message.get("maxproc", "1"))
-        prefix, at, _unused = unit.partition("@")
-        prefix = prefix if at else prefix.rsplit(".", 1)[0]
+        kinds = [_socket_kind(fd) for fd in fds]
+        if kinds[0] != (socket.AF_UNIX, socket.SOCK_STREAM):
+            raise BridgeError("the status descriptor is not a unix stream socket")
+        for number, (fd, kind) in enumerate(zip(fds, kinds), start=1):
+            if kind is None and not stat.S_ISFIFO(os.fstat(fd).st_mode):  # fifo services listen on a FIFO
+                raise BridgeError(f"descriptor {number} of {len(fds)} is neither a socket nor a FIFO")
+        if spec.get("stamp"):
+            self._touch_stamp(spec["stamp"])
+        if spec.get("lock"):
+            self._lock_file(spec["lock"])
+        # Everything is checked: from here on nothing depends on the request's content.
+        for old_pool, old in [v for v in self.peers.values() if v[1].pid == pid]:
+            self._forget(old_pool, old)  # a process registers once: a second one replaces its first
+            self._update(old_pool)
         pool = self.pools.get(prefix)
         if pool is None:
-            pool = self.pools[prefix] = Pool(prefix, maxproc, template=bool(at))
+            pool = self.pools[prefix] = Pool(prefix, maxproc, template=template)
         pool.maxproc = maxproc
-        pool.max_use = int(message.get("max_use", "0") or 0)
-        pool.one_client = "max_use" in message
+        pool.max_use = max_use
+        pool.one_client = "max-use" in spec
         pool.pending.pop(unit, None)
-        if message.get("stamp"):
-            self._touch_stamp(str(message["stamp"]))
-        if message.get("lock"):
-            self._lock_file(str(message["lock"]))
         peer = socket.socket(fileno=fds[0])
-        peer.setblocking(False)
+        try:
+            peer.setblocking(False)
+            self.sel.register(peer, self.event_read, ("peer", None))
+        except BaseException:
+            peer.detach()  # fds[0] stays the caller's to close
+            raise
         worker = Worker(pid, unit, peer)
         pool.workers[peer.fileno()] = worker
         self.peers[peer.fileno()] = (pool, worker)
-        self.sel.register(peer, self.event_read, ("peer", None))
         extra = fds[1:]
-        if pool.template and not pool.listen and extra:
+        if pool.template and not pool.listen and extra and None not in kinds:
             pool.listen = [socket.socket(fileno=fd) for fd in extra]
         else:
             for fd in extra:
                 os.close(fd)
+        fds.clear()
         self._update(pool)
         return "OK"
 
@@ -505,22 +818,34 @@ class Holder:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
 
     def _lock_file(self, rel: str) -> None:
-        """pid/<type>.<name> for a worker that opens it as mail_owner (pid/ is root's)."""
+        """pid/<type>.<name> for a worker that opens it as mail_owner (pid/ is root's 0755).
+
+        Only a file the holder creates itself is given away (O_EXCL, chowned by its descriptor). One
+        that is already mail_owner's stays as it is; anything else (master(8)'s root-owned one) is
+        replaced, never chowned.
+        """
         head, _unused, name = rel.partition("/")
-        if head != "pid" or not name or "/" in name or name.startswith("."):
+        if head != "pid" or not name or "/" in name or name.startswith(".") or "." not in name or name == "master.pid":
             raise BridgeError(f"bad lock file name {rel}")
-        path = os.path.join(self.queue_directory, "pid", name)
-        # pid/ is root's 0755: only root creates entries, so lstat + lchown cannot be raced.
+        dfd = os.open(os.path.join(self.queue_directory, "pid"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            os.close(fd)
-            st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            raise BridgeError(f"{path} is not a plain file")
-        if (st.st_uid, st.st_gid) != (self.uid, self.gid) and os.geteuid() == 0:
-            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(name, flags, 0o600, dir_fd=dfd)
+            except FileExistsError:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                owner = (self.uid, self.gid) if os.geteuid() == 0 else (st.st_uid, st.st_gid)
+                if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and (st.st_uid, st.st_gid) == owner:
+                    return
+                os.unlink(name, dir_fd=dfd)
+                fd = os.open(name, flags, 0o600, dir_fd=dfd)
+            try:
+                if os.geteuid() == 0:
+                    os.fchown(fd, self.uid, self.gid)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dfd)
 
     def _drain(self, peer: socket.socket) -> None:
         fd = peer.fileno()
@@ -710,6 +1035,11 @@ class Holder:
 
         self.children = [c for c in self.children if c.poll() is None]
         now = time.monotonic()
+        silent = [fd for fd, (_conn, deadline) in self.controls.items() if deadline < now]
+        for fd in silent:
+            self._close_control(fd)
+        if silent:
+            _log(f"holder: closed {len(silent)} control connection(s) that sent no request within {CONTROL_TIMEOUT:.0f}s")
         for pool in self.pools.values():
             expired = [u for u, t in pool.pending.items() if t < now]
             for unit in expired:
@@ -719,10 +1049,10 @@ class Holder:
                 self._update(pool)
 
     # -- control
-    def retire(self, pid: int) -> str:
+    def retire(self, pid: int, *, unit: str | None = None) -> str:
         found = 0
         for pool, worker in list(self.peers.values()):
-            if worker.pid == pid:
+            if worker.pid == pid and unit in (None, worker.unit):
                 self._forget(pool, worker)
                 self._update(pool)
                 found += 1
@@ -817,7 +1147,9 @@ def own_unit(prefix: str, unit: str) -> bool:
 def cmd_holder(argv: list[str]) -> int:
     import socket
 
-    names = ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen", "systemctl", "target", "verbose")
+    # --units-set and --proc are for tests: the defaults are the generator's copies and the kernel's /proc.
+    names = ("flow", "stamps", "queue-directory", "data-directory", "owner", "group", "listen", "systemctl", "target",
+             "verbose", "units-set", "proc")
     opts, _unused = _options(argv, names)
     fds = listen_fds(dict(os.environ), os.getpid())
     if fds:
@@ -837,7 +1169,8 @@ def cmd_holder(argv: list[str]) -> int:
     holder = Holder(listener=listener, flow=opts["flow"], stamps=opts["stamps"],
                     queue_directory=opts["queue-directory"], owner=opts.get("owner", "postfix"),
                     group=opts.get("group", "postfix"), systemctl=opts.get("systemctl", "/bin/systemctl"),
-                    target=opts.get("target", ""), data_directory=opts.get("data-directory", ""))
+                    target=opts.get("target", ""), data_directory=opts.get("data-directory", ""),
+                    units_set=(opts["units-set"],) if "units-set" in opts else (), proc=opts.get("proc", "/proc"))
     holder.verbose = opts.get("verbose", "no") == "yes"
     holder.prepare()
     holder.serve()

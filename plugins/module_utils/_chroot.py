@@ -97,6 +97,11 @@ SOCKET_NSS = {
 }
 # Where jail items may live (relative to queue_directory); CApath directories are checked separately.
 JAIL_TOPS = frozenset(("etc", "lib", "lib32", "lib64", "libx32", "usr", "dev"))
+# Secrets no chrooted daemon reads; a copy would make them readable to whoever breaks into the jail.
+# (The chroot module also refuses any extra file that is not world-readable, unless told otherwise.)
+NEVER_EXTRA = frozenset(("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+                         "/etc/master.passwd", "/etc/spwd.db"))
+NEVER_EXTRA_UNDER = ("/etc/ssl/private/", "/etc/sudoers.d/", "/etc/ssh/ssh_host_")
 
 HOSTS, DNS, SERVICES, TLS_CLIENT, TLS_SERVER, PASSWD, TIME, SYSLOG, UNWIND = (
     "hosts", "dns", "services", "tls-client", "tls-server", "passwd", "time", "syslog", "unwind",
@@ -163,6 +168,11 @@ class HostFacts:
         if unknown:
             raise ChrootPlanError(f"unknown host facts: {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}")
         values: dict[str, Any] = {k: v for k, v in data.items() if k not in ("lib_dirs", "files", "needed")}
+        for key, kinds, expected in (("lib_dirs", (Mapping, list, tuple), "a mapping of directory to file names"),
+                                     ("files", (list, tuple, set, frozenset), "a list of absolute paths"),
+                                     ("needed", (Mapping,), "a mapping of library to the libraries it needs")):
+            if data.get(key) is not None and not isinstance(data[key], kinds):
+                raise ChrootPlanError(f"host fact '{key}' is a {type(data[key]).__name__}; expected {expected}")
         lib_dirs = data.get("lib_dirs") or {}
         if isinstance(lib_dirs, Mapping):
             lib_dirs = list(lib_dirs.items())
@@ -744,7 +754,12 @@ def _plan_common(builder: _Builder, plan: Plan, params: Params, extra_files: Seq
                 "must listen there too (rsyslog: $AddUnixListenSocket)", chrooted.entry, chrooted.line,
                 chrooted.command))
     for extra in extra_files:
+        if not isinstance(extra, str) or "\0" in extra or "\n" in extra:
+            raise ChrootPlanError(f"extra file {ascii(extra)} must be an absolute path to a file")
         source = posixpath.normpath(str(extra))
+        if source in NEVER_EXTRA or source.startswith(NEVER_EXTRA_UNDER) and not source.endswith(".pub"):
+            raise ChrootPlanError(f"extra file '{extra}' holds secrets no chrooted Postfix daemon reads; it is "
+                                  "never copied into the jail")
         if not source.startswith("/") or source == "/":
             raise ChrootPlanError(f"extra file '{extra}' must be an absolute path to a file")
         jail = source.lstrip("/")

@@ -241,11 +241,13 @@ class Want:
     target: str = ""  # link target
     mode: int = FILE_MODE
     item: str = ""  # plan item it belongs to
+    uid: int = 0
+    gid: int = 0
 
     def digest(self) -> str:
         if self.kind == "link":
             return "-> " + self.target
-        return hashlib.sha256(self.data).hexdigest() + f" {self.mode:04o}"
+        return hashlib.sha256(self.data).hexdigest() + f" {self.mode:04o} {self.uid}:{self.gid}"
 
 
 def sanitized_passwd(text: str) -> str:
@@ -266,6 +268,34 @@ def _read(path: str) -> bytes:
         raise JailError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def _source(path: str) -> tuple[bytes, int, int, int]:
+    """Content, read/write bits and owner of a host file, all from one open descriptor.
+
+    A copy is never more open than its source (a 0640 root:postfix map stays that); execute,
+    set-uid, set-gid and sticky bits are dropped: nothing in a jail is executed from it.
+    """
+    try:
+        # O_NONBLOCK: a FIFO is refused below instead of blocking the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise JailError(f"cannot read {path}: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise JailError(f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read()
+        except OSError as exc:
+            raise JailError(f"cannot read {path}: {exc.strerror}") from exc
+    return data, stat.S_IMODE(st.st_mode) & 0o666, st.st_uid, st.st_gid
+
+
+def _file_want(path: str, source: str, item: str) -> Want:
+    data, mode, uid, gid = _source(source)
+    return Want(path, "file", data, mode=mode, item=item, uid=uid, gid=gid)
+
+
 def _cert_wants(item_path: str, source: str) -> list[Want]:
     """*.pem files as regular files and hash links, as in the host's CA directory."""
     try:
@@ -273,7 +303,7 @@ def _cert_wants(item_path: str, source: str) -> list[Want]:
     except OSError as exc:
         raise JailError(f"cannot list CA directory {source}: {exc.strerror}") from exc
     pems = {n for n in names if n.endswith(".pem") and os.path.isfile(posixpath.join(source, n))}
-    out = [Want(posixpath.join(item_path, n), "file", _read(posixpath.join(source, n)), item=item_path) for n in sorted(pems)]
+    out = [_file_want(posixpath.join(item_path, n), posixpath.join(source, n), item_path) for n in sorted(pems)]
     for name in names:
         if not _HASH_RE.match(name):
             continue
@@ -284,7 +314,7 @@ def _cert_wants(item_path: str, source: str) -> list[Want]:
         if target and "/" not in target and target in pems:
             out.append(Want(posixpath.join(item_path, name), "link", target=target, item=item_path))
         else:
-            out.append(Want(posixpath.join(item_path, name), "file", _read(full), item=item_path))
+            out.append(_file_want(posixpath.join(item_path, name), full, item_path))
     return out
 
 
@@ -294,10 +324,11 @@ def wants_for(items: Sequence[Mapping[str, Any]]) -> list[Want]:
     for item in items:
         path, kind, source = safe_jail_path(str(item["path"])), str(item["kind"]), str(item.get("source") or "")
         if kind == "file":
-            wants.append(Want(path, "file", _read(source), item=path))
+            wants.append(_file_want(path, source, path))
         elif kind == "passwd":
-            data = sanitized_passwd(_read(source).decode("utf-8", "replace")).encode()
-            wants.append(Want(path, "file", data, item=path))
+            raw, mode, uid, gid = _source(source)
+            data = sanitized_passwd(raw.decode("utf-8", "replace")).encode()
+            wants.append(Want(path, "file", data, mode=mode, item=path, uid=uid, gid=gid))
         elif kind == "certs":
             wants.extend(_cert_wants(path, source))
         elif kind == "socket":
@@ -385,7 +416,7 @@ def _is_current(queue: str, want: Want, *, as_root: bool) -> bool:
     st = _lstat(full)
     if st is None:
         return False
-    if as_root and (st.st_uid != 0 or st.st_gid != 0) and not stat.S_ISLNK(st.st_mode):
+    if as_root and (st.st_uid != want.uid or st.st_gid != want.gid) and not stat.S_ISLNK(st.st_mode):
         return False
     if want.kind == "link":
         return stat.S_ISLNK(st.st_mode) and os.readlink(full) == want.target
@@ -402,7 +433,7 @@ def _digest(full: str) -> str:
         return "-> " + os.readlink(full)
     if not stat.S_ISREG(st.st_mode):
         return "(not a regular file)"
-    return hashlib.sha256(_read(full)).hexdigest() + f" {stat.S_IMODE(st.st_mode):04o}"
+    return hashlib.sha256(_read(full)).hexdigest() + f" {stat.S_IMODE(st.st_mode):04o} {st.st_uid}:{st.st_gid}"
 
 
 def _write(queue: str, want: Want) -> None:
@@ -416,11 +447,13 @@ def _write(queue: str, want: Want) -> None:
     if want.kind == "link":
         os.symlink(want.target, tmp)
     else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, want.mode)
+        # Created 0600: no reader before the source's owner and mode are in place.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.fchmod(fd, want.mode)
             if os.geteuid() == 0:
-                os.fchown(fd, 0, 0)
+                # After fchmod: a file root no longer owns would need CAP_FOWNER to change its mode.
+                os.fchown(fd, want.uid, want.gid)
             view = memoryview(want.data)
             while view:
                 view = view[os.write(fd, view):]

@@ -18,9 +18,11 @@ directive (``RULES`` below, each with the reason that decides it):
   PrivateTmp, a system call filter and no memory that is writable and executable;
 * local(8) runs users' .forward commands (which may be set-gid, e.g. sendmail ->
   postdrop) and writes to their homes and the mail spool; pipe(8)/spawn(8) run
-  arbitrary programs as other users: those instances keep set-uid/set-gid
-  execution, /home and a shared /tmp, and what they still get cannot break a
-  delivery;
+  the admin's programs as other users: those instances keep set-uid/set-gid
+  execution, writable memory that is executable, /var (and, for local and pipe,
+  /home), and nothing else: one unit holds smtpd too, so an entry relaxes only
+  what it needs (decide());
+* a command that is no Postfix daemon is refused unless named in custom_commands;
 * virtual(8) writes below virtual_mailbox_base as the virtual uid and executes
   nothing: NoNewPrivileges stays, the mailbox base is made writable.
 
@@ -35,14 +37,26 @@ delivery as the recipient needs.
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ._chroot import MasterLike, Params, as_entries, daemon_of, facts_of, running
 from ._mastercf import Entry, MasterCfError
-from ._semantics import DAEMONS, DEFAULT_KNOWN_TCP_PORTS, Facts, default_port_resolver, flag_of, inet_port, is_delivery
-from ._units import escape, exec_quote, render_unit, short_name, utf8_only
+from ._sandbox import list_path, list_paths, unit_path
+from ._semantics import (
+    DAEMONS,
+    DEFAULT_KNOWN_TCP_PORTS,
+    Facts,
+    check_entry,
+    daemon_for,
+    default_port_resolver,
+    flag_of,
+    inet_port,
+    instance_name,
+    instance_short_name,
+    is_delivery,
+)
+from ._units import escape, exec_quote, render_unit
 
 # Every Postfix daemon probes AF_INET6; getifaddrs() needs netlink (inet_addr_local).
 POSTFIX_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
@@ -77,7 +91,7 @@ class ClassicInstance:
         values: dict[str, str] = {}
         for key, value in params.items():
             if key == "multi_instance_name":
-                values["name"] = str(value).strip() or "-"
+                values["name"] = instance_name(str(value).strip())  # before any path or unit name
             elif key in known and value is not None:
                 values[key] = str(value).strip()
         values.update({k: str(v) for k, v in extra.items() if v is not None})
@@ -86,7 +100,7 @@ class ClassicInstance:
     @property
     def short_name(self) -> str:
         """'default' for the primary, 'edge' for postfix-edge (as the master-less units name it)."""
-        return short_name(self.name)
+        return instance_short_name(self.name)
 
     @property
     def prefix(self) -> str:
@@ -121,19 +135,20 @@ class Services:
     """What the instance's active entries run, for the hardening rules."""
 
     delivery: dict[str, list[str]] = field(default_factory=dict)  # daemon -> ["local/unix line 24", ...]
-    unknown: list[str] = field(default_factory=list)
+    # Commands that are no Postfix daemon, allowed by name (custom_commands): run like pipe(8) programs.
+    custom: list[str] = field(default_factory=list)
     chrooted: list[str] = field(default_factory=list)
     low_ports: list[str] = field(default_factory=list)
 
     @property
     def runs_programs(self) -> list[str]:
-        """Entries that execute programs as other users (they may be set-uid/set-gid)."""
-        return [where for d in ("local", "pipe", "spawn") for where in self.delivery.get(d, [])] + self.unknown
+        """Entries that execute programs (users' .forward commands, argv=, custom daemons): set-gid postdrop and more."""
+        return [where for d in ("local", "pipe", "spawn") for where in self.delivery.get(d, [])] + self.custom
 
     @property
-    def arbitrary(self) -> list[str]:
-        """Entries that run arbitrary programs (not just users' .forward commands)."""
-        return [where for d in ("pipe", "spawn") for where in self.delivery.get(d, [])] + self.unknown
+    def home_writers(self) -> list[str]:
+        """Entries that deliver into home directories (~/Maildir, .forward files, dovecot-lda, maildrop)."""
+        return [where for d in ("local", "pipe") for where in self.delivery.get(d, [])] + self.custom
 
 
 @dataclass
@@ -166,8 +181,13 @@ def _port(entry: Entry, facts: Facts) -> Optional[int]:
         return None
 
 
-def survey(entries: Sequence[Entry], params: Mapping[str, str], known_ports: str = "") -> Services:
-    """What the instance's master(8) runs: delivery agents, unknown programs, chroot, privileged ports."""
+def survey(entries: Sequence[Entry], params: Mapping[str, str], known_ports: str = "",
+           custom_commands: Sequence[str] = ()) -> Services:
+    """What the instance's master(8) runs: delivery agents, custom programs, chroot, privileged ports.
+
+    A command that is no Postfix daemon is refused unless ``custom_commands`` names it: one unit
+    holds every process master(8) starts, so one unknown program would set the sandbox of all.
+    """
     facts = facts_of(params)
     if known_ports:
         facts = Facts(**{**facts.to_dict(), "known_tcp_ports": known_ports})
@@ -175,10 +195,20 @@ def survey(entries: Sequence[Entry], params: Mapping[str, str], known_ports: str
     running_now, _warnings = running(list(entries), params)
     for entry in running_now:
         daemon = daemon_of(entry)
-        if is_delivery(daemon):
-            out.delivery.setdefault(daemon, []).append(_where(entry))
-        elif daemon not in DAEMONS:
-            out.unknown.append(f"{_where(entry)} ({entry.parsed.fields['command']})")
+        command = entry.parsed.fields["command"]
+        if command in custom_commands:
+            out.custom.append(f"{_where(entry)} ({command})")
+        elif "/" in command or daemon not in DAEMONS:
+            # master(8) runs daemon_directory/COMMAND: 'x/smtpd' is not smtpd.
+            raise MasterCfError(
+                f"'{entry.service} {entry.type}': command '{command}' is not a Postfix daemon "
+                f"({', '.join(sorted(DAEMONS))}); a typo, or a program this unit cannot sandbox. "
+                "Run programs through pipe(8) or spawn(8), or name a daemon of your own in custom_commands",
+                path=entry.path, line=entry.first_line, field_name="command", value=command)
+        else:
+            check_entry(entry, daemon_for(entry), facts)
+            if is_delivery(daemon):
+                out.delivery.setdefault(daemon, []).append(_where(entry))
         if flag_of(entry, "chroot", facts):
             out.chrooted.append(_where(entry))
         if entry.type == "inet":
@@ -189,75 +219,76 @@ def survey(entries: Sequence[Entry], params: Mapping[str, str], known_ports: str
 
 
 def decide(services: Services, inst: ClassicInstance) -> tuple[str, list[Decision]]:
-    """The hardening table: (instance kind, directives with reasons)."""
+    """The hardening table: (instance kind, directives with reasons).
+
+    One unit holds every process master(8) starts, so it allows the union of what its entries need
+    and nothing more. What each relaxation is for, as measured in the lab (docs/chroot.md):
+    programs run by local(8), pipe(8) and spawn(8) may be set-uid/set-gid (a .forward's sendmail
+    runs set-gid postdrop) and may JIT; local(8) and pipe(8) write into home directories; their
+    programs may write anywhere below /var. Nothing forces devices, extra socket families,
+    namespaces, the clock, a shared /tmp or system calls beyond @system-service.
+    """
     out: list[Decision] = []
 
     def add(key: str, value: str, why: str) -> None:
         out.append(Decision(key, value, why))
 
     programs = services.runs_programs
-    arbitrary = services.arbitrary
+    homes = services.home_writers
     virtual = services.delivery.get("virtual", [])
     kind = "delivery" if programs else ("virtual" if virtual else "edge")
     progs = ", ".join(programs)
-    writable = [inst.queue_directory, inst.data_directory]
+    # path -> the parameter it comes from (named when list_paths refuses it)
+    writable = {inst.queue_directory: "queue_directory"}
+    writable.setdefault(inst.data_directory, "data_directory")
     if inst.maillog_file.startswith("/") and not inst.maillog_file.startswith("/dev/"):
-        writable.append(posixpath.dirname(inst.maillog_file))
+        writable.setdefault(posixpath.dirname(inst.maillog_file), "maillog_file")
     if kind == "edge":
         add("ProtectSystem", "strict", "writes only its queue and data directories")
     elif kind == "virtual":
         base = inst.virtual_mailbox_base if inst.virtual_mailbox_base.startswith("/") else ""
         if base:
-            writable.append(base)
+            writable.setdefault(base, "virtual_mailbox_base")
             add("ProtectSystem", "strict", f"virtual(8) writes only below virtual_mailbox_base = {base}")
         else:
             add("ProtectSystem", "full", "virtual_mailbox_base is not a fixed path; /var stays writable")
     else:
         add("ProtectSystem", "full", f"{progs}: users' programs and file deliveries may write anywhere below /var")
     if out[-1].value == "strict":
-        paths = " ".join(_quote_path(f"-{p}") for p in dict.fromkeys(writable))
+        paths = list_paths(list(writable), list(writable.values()), prefix="-")
         add("ReadWritePaths", paths, "queue, data (and log) directories")
     home_base = any(p == "/home" or p.startswith(("/home/", "/root")) for p in writable)
-    if programs:
-        add("ProtectHome", "no", f"{progs}: delivers to and runs programs from users' home directories")
+    if homes:
+        add("ProtectHome", "no", f"{', '.join(homes)}: delivers to and runs programs from users' home directories")
     elif home_base:
         add("ProtectHome", "no", "virtual_mailbox_base is below /home")
     else:
         add("ProtectHome", "yes", "no delivery into home directories")
-    if programs:
-        add("PrivateTmp", "no", f"{progs}: users' programs may share /tmp with other services")
-    else:
-        add("PrivateTmp", "yes", "Postfix daemons use no /tmp")
-    if arbitrary:
-        add("PrivateDevices", "no", f"{', '.join(arbitrary)}: programs may need devices")
-    else:
-        add("PrivateDevices", "yes", "no daemon needs device nodes (/dev/log reaches journald through /run)")
+    add("PrivateTmp", "yes", "Postfix daemons use no /tmp; programs of local, pipe and spawn get a /tmp of their own")
+    add("PrivateDevices", "yes", "no daemon or delivery needs device nodes (/dev/log reaches journald through /run)")
     for name in ("ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
                  "ProtectHostname", "LockPersonality", "RestrictRealtime"):
         add(name, "yes", "never needed by Postfix or mail delivery")
-    if arbitrary:
-        add("ProtectClock", "no", f"{', '.join(arbitrary)}: programs are unknown")
-        add("RestrictNamespaces", "no", f"{', '.join(arbitrary)}: programs are unknown")
-    else:
-        add("ProtectClock", "yes", "never needed by Postfix or mail delivery")
-        add("RestrictNamespaces", "yes", "never needed by Postfix or mail delivery")
+    add("ProtectClock", "yes", "never needed by Postfix or mail delivery")
+    add("RestrictNamespaces", "yes", "never needed by Postfix or mail delivery")
     add("SystemCallArchitectures", "native", "native binaries only")
     if programs:
+        # setuid() by root (pipe_command, local) is no new privilege; exec of a set-gid file is.
         add("NoNewPrivileges", "no", f"{progs}: runs programs that may be set-uid/set-gid "
                                      "(sendmail -> set-gid postdrop, procmail, dotlock helpers)")
     else:
         add("NoNewPrivileges", "yes", "executes no set-uid/set-gid programs")
-        add("RestrictSUIDSGID", "yes", "creates no set-uid/set-gid files")
+    add("RestrictSUIDSGID", "yes", "no daemon or delivery creates set-uid/set-gid files")
     if programs:
         add("MemoryDenyWriteExecute", "no", f"{progs}: programs may use a JIT")
     else:
         add("MemoryDenyWriteExecute", "yes", "Postfix maps no writable and executable memory")
-        add("ProtectProc", "invisible", "master needs no other users' processes")
+    add("ProtectProc", "invisible", "master and deliveries need no other users' processes")
+    if not programs:
         add("ProcSubset", "pid", "Postfix reads nothing below /proc/sys or /proc/net (getifaddrs uses netlink)")
-        add("PrivateIPC", "yes", "Postfix uses no System V IPC")
-        add("UMask", "0077", "Postfix sets the modes it needs itself")
-    if not arbitrary:
-        add("RestrictAddressFamilies", POSTFIX_FAMILIES, "every daemon probes IPv6; getifaddrs() needs netlink")
+    add("PrivateIPC", "yes", "Postfix uses no System V IPC; programs keep theirs among themselves")
+    add("UMask", "0077", "master(8) sets umask 077 itself; Postfix sets the modes it needs")
+    add("RestrictAddressFamilies", POSTFIX_FAMILIES, "every daemon probes IPv6; getifaddrs() needs netlink")
     caps = list(BASE_CAPS)
     if services.chrooted:
         caps.append("CAP_SYS_CHROOT")
@@ -273,11 +304,10 @@ def decide(services: Services, inst: ClassicInstance) -> tuple[str, list[Decisio
     if programs or virtual:
         why.append(f"delivery as the recipient: {', '.join(programs or virtual)}")
     add("CapabilityBoundingSet", " ".join(caps), "; ".join(why))
-    if not programs:
-        add("SystemCallFilter", "@system-service", "Postfix daemons need nothing beyond a system service")
-        if services.chrooted:
-            add("SystemCallFilter", "chroot", f"{len(services.chrooted)} chrooted entries, first {services.chrooted[0]}")
-        add("SystemCallErrorNumber", "EPERM", "refused system calls fail instead of killing the daemon")
+    add("SystemCallFilter", "@system-service", "Postfix daemons and mail programs need nothing beyond a system service")
+    if services.chrooted:
+        add("SystemCallFilter", "chroot", f"{len(services.chrooted)} chrooted entries, first {services.chrooted[0]}")
+    add("SystemCallErrorNumber", "EPERM", "refused system calls fail instead of killing the daemon")
     return kind, out
 
 
@@ -286,14 +316,16 @@ def _quote(value: str) -> str:
     return exec_quote(value)
 
 
-def _quote_path(value: str) -> str:
-    """A path in a space-separated list setting; '%' is a specifier. systemd does not unescape it: UTF-8 only."""
-    text = utf8_only(value, "a path").replace("%", "%%")
-    return f'"{text}"' if re.search(r"[\s\"%]", value) else text
+def _executable(path: str, what: str) -> str:
+    """The program word of ExecStart=: systemd reads '-', '@', '+', '!', ':' before it as flags even when quoted."""
+    if not path.startswith("/"):
+        raise MasterCfError(f"{what} '{path}' is not an absolute path; systemd cannot run it as a unit's command",
+                            field_name=what, value=path)
+    return exec_quote(path)
 
 
 def _master_unit(inst: ClassicInstance, kind: str, decisions: Sequence[Decision], jail: bool, source: str) -> str:
-    pf, cfg = _quote(inst.postfix), _quote(inst.config_directory)
+    pf, cfg = _executable(inst.postfix, "command_directory"), _quote(inst.config_directory)
     jail_units = [f"{inst.prefix}-jail.service"] if jail else []
     unit = [
         ("Description", f"Postfix mail system, instance {inst.name} ({inst.config_directory}, master mode, {kind})"),
@@ -310,7 +342,7 @@ def _master_unit(inst: ClassicInstance, kind: str, decisions: Sequence[Decision]
         unit += [("PartOf", "postfix.service"), ("Before", "postfix.service"), ("ReloadPropagatedFrom", "postfix.service")]
     service: list[tuple[str, str]] = [
         ("Type", "forking"),
-        ("PIDFile", posixpath.join(inst.queue_directory, "pid", "master.pid").replace("%", "%%")),
+        ("PIDFile", unit_path(posixpath.join(inst.queue_directory, "pid", "master.pid"), "queue_directory")),
         ("ExecStartPre", f"{pf} -c {cfg} check"),
         # -c: only this instance; without it the primary's postfix would run the multi-instance wrapper.
         ("ExecStart", f"{pf} -c {cfg} start"),
@@ -335,12 +367,13 @@ def _jail_units(inst: ClassicInstance, watch: Sequence[str]) -> dict[str, str]:
     sync = posixpath.join(inst.libexec_directory, JAIL_SYNC)
     service = [
         ("Type", "oneshot"),
-        ("ExecStart", f"{_quote(inst.python)} {_quote(sync)} refresh {_quote(inst.queue_directory)} --reload"),
-        # Root without capabilities can still write the root-owned jail directories.
-        ("CapabilityBoundingSet", ""),
+        ("ExecStart", f"{_executable(inst.python, 'python')} {_quote(sync)} refresh {_quote(inst.queue_directory)} --reload"),
+        # Root writes the root-owned jail directories without capabilities; CAP_CHOWN gives each copy
+        # its source's owner and group (a 0640 root:postfix file stays that).
+        ("CapabilityBoundingSet", "CAP_CHOWN"),
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
-        ("ReadWritePaths", _quote_path(inst.queue_directory)),
+        ("ReadWritePaths", list_path(inst.queue_directory, "queue_directory")),
         ("ProtectHome", "yes"),
         ("PrivateTmp", "yes"),
         ("PrivateDevices", "yes"),
@@ -359,14 +392,14 @@ def _jail_units(inst: ClassicInstance, watch: Sequence[str]) -> dict[str, str]:
         ("LockPersonality", "yes"),
         ("MemoryDenyWriteExecute", "yes"),
         ("SystemCallArchitectures", "native"),
-        # @system-service keeps @chown: files are written as root:root with fchown().
+        # @system-service keeps @chown: copies get their source's owner with fchown().
         ("SystemCallFilter", "@system-service"),
         ("SystemCallErrorNumber", "EPERM"),
         ("UMask", "0022"),
     ]
     header = [f"Generated by mailfleet.postfix: keeps the chroot jail of {inst.config_directory} equal to its "
               "host sources (run by the .path unit and before every start)."]
-    paths = [("PathChanged", p) for p in dict.fromkeys(watch)]
+    paths = [("PathChanged", unit_path(p, "a chroot source file")) for p in dict.fromkeys(watch)]
     return {
         f"{inst.prefix}-jail.service": render_unit([
             ("Unit", [("Description", f"Refresh the Postfix chroot jail {inst.queue_directory}"),
@@ -386,12 +419,18 @@ def build_classic_units(
     jail_watch: Sequence[str] = (),
     extra: Optional[Mapping[str, Any]] = None,
     source: str = "master.cf",
+    custom_commands: Sequence[str] = (),
 ) -> ClassicUnits:
-    """Units of one instance in master mode; jail units when ``jail_watch`` lists host files to watch."""
+    """Units of one instance in master mode; jail units when ``jail_watch`` lists host files to watch.
+
+    ``custom_commands``: master.cf commands that are no Postfix daemon and may run anyway, with
+    what pipe(8) programs get; any other unknown command is refused (MasterCfError).
+    """
     params = {str(k): "" if v is None else str(v) for k, v in (main or {}).items()}
     inst = ClassicInstance.from_params(params, **dict(extra or {}))
     entries = as_entries(master, path=source)
-    services = survey(entries, params, Params(params).get("known_tcp_ports") or DEFAULT_KNOWN_TCP_PORTS)
+    services = survey(entries, params, Params(params).get("known_tcp_ports") or DEFAULT_KNOWN_TCP_PORTS,
+                      custom_commands)
     kind, decisions = decide(services, inst)
     out = ClassicUnits(instance=inst, services=services, decisions=decisions, kind=kind)
     jail = bool(services.chrooted and jail_watch)

@@ -52,7 +52,9 @@ FACT_PARAMS = (
     "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
     "mail_owner", "setgid_group", "default_process_limit", "inet_interfaces", "inet_protocols",
     "master_service_disable", "compatibility_level", "multi_instance_name", "known_tcp_ports",
-    "virtual_mailbox_base", "maillog_file", "max_use",
+    "virtual_mailbox_base", "maillog_file", "max_use", "service_throttle_time",
+    # lookup tables of daemons without IP (_sandbox.TABLE_PARAMS): their servers decide IPAddressAllow=
+    "virtual_mailbox_maps", "virtual_uid_maps", "virtual_gid_maps", "address_verify_map",
 )
 # Files smtpd reads before it could drop privileges; started as mail_owner it needs them readable.
 SECRET_PARAMS = (
@@ -118,11 +120,15 @@ def enabled_instances(conf_dir: str = CONF_DIR) -> list[tuple[str, dict[str, str
         names = sorted(n for n in os.listdir(conf_dir) if n.endswith(".conf"))
     except FileNotFoundError:
         return []
+    from ._semantics import InstanceNameError, short_instance_name
+
     out = []
     for name in names:
         try:
-            out.append((name[: -len(".conf")], read_conf(os.path.join(conf_dir, name))))
-        except (OSError, GeneratorError) as exc:
+            # The name becomes paths (RUN_DIR/NAME) and unit names: the rule of multi_instance_name.
+            short = short_instance_name(name[: -len(".conf")], source=os.path.join(conf_dir, name))
+            out.append((short, read_conf(os.path.join(conf_dir, name))))
+        except (OSError, GeneratorError, InstanceNameError) as exc:
             log(f"{name}: {exc}")
     return out
 
@@ -245,8 +251,19 @@ def _may(st: os.stat_result, uid: int, gids: set[int], bit: int) -> bool | int:
     return st.st_gid if st.st_mode & (bit << 3) else False
 
 
-def owner_access(paths: list[str], owner: str) -> tuple[list[str], bool]:
-    """(groups that give mail_owner read access, whether that suffices for all paths)."""
+# The only groups smtpd (internet-facing) is ever given for its keys: Debian's ssl-cert exists for
+# exactly that. Any other group may open other secrets (root, shadow, disk, adm, a user's own group):
+# a key readable only through one starts smtpd as root instead (it drops privileges itself). A group
+# mail_owner is a member of already (/etc/group) is used as it is: the administrator granted it.
+KEY_GROUPS = ("ssl-cert",)
+
+
+def owner_access(paths: list[str], owner: str, refused: Optional[list[str]] = None) -> tuple[list[str], bool]:
+    """(groups that give mail_owner read access, whether that suffices for all paths).
+
+    A group outside KEY_GROUPS (or gid 0) is never granted: the answer is then ([], False), and the
+    group is appended to ``refused``.
+    """
     import grp
 
     uid, gids = _owner_ids(owner)
@@ -267,9 +284,26 @@ def owner_access(paths: list[str], owner: str) -> tuple[list[str], bool]:
             if verdict is False:
                 return [], False
             if verdict is not True:
+                if not _grantable(int(verdict)):
+                    if refused is not None:
+                        refused.append(f"{_group_name(int(verdict))} ({step})")
+                    return [], False
                 extra.add(int(verdict))
     names = sorted(grp.getgrgid(g).gr_name for g in extra)
     return names, True
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _grantable(gid: int) -> bool:
+    return gid != 0 and _group_name(gid) in KEY_GROUPS
 
 
 def secret_paths(facts: dict[str, str], entries: Sequence[Entry], names: tuple[str, ...]) -> list[str]:
@@ -344,8 +378,9 @@ def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: 
     doc = MasterCf.parse(inputs.text, path=inputs.path)
     entries = doc.entries(enabled=True)
     owner = facts.get("mail_owner", "postfix")
+    refused: list[str] = []
     try:
-        groups, enough = owner_access(secret_paths(facts, entries, SECRET_PARAMS), owner)
+        groups, enough = owner_access(secret_paths(facts, entries, SECRET_PARAMS), owner, refused)
     except KeyError as exc:
         raise GeneratorError(f"mail_owner '{owner}' is not a user on this host") from exc
     from_conf = ("chroot", "python", "libexec_directory", "runtime_directory", "max_use_factor")
@@ -361,7 +396,12 @@ def build(name: str, conf: dict[str, str], *, postconf: str = POSTCONF, inputs: 
     if instance.short_name != name:
         raise GeneratorError(f"{CONF_DIR}/{name}.conf names instance '{name}', but {conf['config_directory']}/main.cf "
                              f"says multi_instance_name = {facts.get('multi_instance_name') or '(primary)'}")
-    return build_units(entries, instance)
+    unitset = build_units(entries, instance)
+    if refused:
+        unitset.warnings.append(f"smtpd starts as root and drops privileges itself: its TLS files are readable "
+                                f"through group {refused[0]} only, which is not granted to an internet-facing "
+                                f"daemon (only {', '.join(KEY_GROUPS)} is; or make mail_owner a member yourself)")
+    return unitset
 
 
 def files_of(unitset: UnitSet) -> dict[str, str]:
@@ -417,40 +457,105 @@ def read_tree(root: str) -> dict[str, str]:
     return out
 
 
-def set_text(files: dict[str, str]) -> str:
+# A unit set file: one header line with the SHA-256 of the body, then the body. A torn write (a
+# crash, a full disk) loses the end of the body, where the hardening lines of the last units are:
+# such a set is refused, never loaded in part. Sets of earlier releases have no header and are
+# refused too; the generator then maps master.cf anew, as it does anyway after an upgrade.
+SET_HEADER = "# mailfleet.postfix unit set, sha256="
+
+
+class DamagedSetError(ValueError):
+    """A unit set file that is truncated, altered or of an older format: never used."""
+
+
+def _set_body(files: dict[str, str]) -> str:
     """A unit set as one text: name, length and content records."""
     return "".join(f"{rel}\n{len(content)}\n{content}" for rel, content in sorted(files.items()))
 
 
+def _digest(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
+
+
+def set_text(files: dict[str, str]) -> str:
+    """The content of a unit set file: the checksum line and the records."""
+    body = _set_body(files)
+    return f"{SET_HEADER}{_digest(body.encode('utf-8', BYTES_KEPT))}\n{body}"
+
+
 def save_set(path: str, files: dict[str, str]) -> None:
-    """Keep a unit set as one file, replaced atomically."""
-    body = set_text(files)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".new"
-    with open(tmp, "w", encoding="utf-8", errors=BYTES_KEPT) as handle:  # @inputs holds master.cf's bytes
-        handle.write(body)
-    os.rename(tmp, path)
+    """Keep a unit set as one file, atomically and durably: a crash leaves the old set or the new one.
+
+    A temporary file in the same directory is written and fsync'ed, renamed over the set, and the
+    directory is fsync'ed so the rename itself survives a power loss.
+    """
+    data = set_text(files).encode("utf-8", BYTES_KEPT)  # @inputs holds master.cf's bytes
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    tmp = path + ".new"  # fixed name: a temporary left by a crash is replaced, and never read
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def load_set(path: str) -> dict[str, str]:
-    with open(path, encoding="utf-8", errors=BYTES_KEPT, newline="") as handle:
-        body = handle.read()
+    """The unit set kept in path. OSError when it cannot be read; DamagedSetError (a ValueError)
+    when its checksum does not match its content, so a truncated or altered set is never used."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    header, newline, body = data.partition(b"\n")
+    head = SET_HEADER.encode()
+    if not newline or not header.startswith(head):
+        raise DamagedSetError(f"{path}: no checksum line (damaged, or written by an earlier release)")
+    if header[len(head):].decode("ascii", "replace") != _digest(body):
+        raise DamagedSetError(f"{path}: the checksum does not match the content (truncated or altered)")
+    text = body.decode("utf-8", BYTES_KEPT)
     files: dict[str, str] = {}
     pos = 0
-    while pos < len(body):
-        rel_end = body.index("\n", pos)
-        len_end = body.index("\n", rel_end + 1)
-        size = int(body[rel_end + 1:len_end])
-        files[body[pos:rel_end]] = body[len_end + 1:len_end + 1 + size]
-        pos = len_end + 1 + size
+    try:
+        while pos < len(text):
+            rel_end = text.index("\n", pos)
+            len_end = text.index("\n", rel_end + 1)
+            size = int(text[rel_end + 1:len_end])
+            if size < 0 or len_end + 1 + size > len(text):
+                raise ValueError("record runs past the end")
+            files[text[pos:rel_end]] = text[len_end + 1:len_end + 1 + size]
+            pos = len_end + 1 + size
+    except ValueError as exc:
+        raise DamagedSetError(f"{path}: malformed record at offset {pos}: {exc}") from None
     return files
 
 
 def last_good(name: str, run_dir: str = RUN_DIR, state_dir: str = STATE_DIR) -> tuple[str, dict[str, str]] | None:
+    """The newest usable set: this generator's copy in /run, else the module's in /var/lib.
+    A damaged one is logged and skipped, so the next copy (or failure_units) takes its place."""
     for path in (os.path.join(run_dir, name, "units.set"), os.path.join(state_dir, name, "units.set")):
         try:
             files = load_set(path)
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            log(f"instance {name}: not using {path}: {exc}")
             continue
         if files:
             return path, files
@@ -462,38 +567,61 @@ def generate(out_dir: str, early_dir: str, *, conf_dir: str = CONF_DIR, run_dir:
     """One generator run; returns the number of instances that fell back to (or lack) a good unit set."""
     failed = 0
     for name, conf in enabled_instances(conf_dir):
-        # Recomputed every run: a distribution upgrade may move master(8) to another unit.
-        default_masks = list(master_units("-" if name == "default" else "postfix-" + name, conf.get("config_directory", "")))
         try:
-            inputs = Inputs(name, conf, postconf)
-            saved = last_good(name, run_dir, state_dir)
-            if saved is not None and saved[1].get("@inputs") == inputs.key():
-                files, masks = split_record(saved[1])  # nothing changed: no mapping needed
-                if not saved[0].startswith(run_dir):
-                    save_set(os.path.join(run_dir, name, "units.set"), saved[1])
-            else:
-                files, masks = _build_and_save(name, conf, inputs, run_dir)
-        except Exception as exc:  # noqa: BLE001 - MasterCfError, GeneratorError, OSError: keep the old set
+            failed += _generate_one(name, conf, out_dir, early_dir, run_dir, state_dir, postconf)
+        except Exception as exc:  # noqa: BLE001 - one instance's write error must not cost the others theirs
             failed += 1
-            saved = last_good(name, run_dir, state_dir)
-            if saved is None:
-                log(f"instance {name}: {exc}; no earlier unit set to keep, the instance is not started")
-                _mask(early_dir, default_masks)
-                write_tree(out_dir, failure_units(name, str(exc)))
-                continue
-            log(f"instance {name}: {exc}; keeping the last good unit set ({saved[0]})")
-            files, masks = split_record(saved[1])
-            files.update(failure_units(name, str(exc), kept=saved[0]))
-        else:
-            files = {**files, **cleared_units(name)}
-        write_tree(out_dir, files)
-        _mask(early_dir, list(dict.fromkeys([*masks, *default_masks])))
+            log(f"instance {name}: cannot write its units: {exc}")
     return failed
 
 
+def _generate_one(name: str, conf: dict[str, str], out_dir: str, early_dir: str, run_dir: str, state_dir: str,
+                  postconf: str) -> int:
+    """Write one instance's units (or its last good set, or failure_units); 1 when it fell back."""
+    # Recomputed every run: a distribution upgrade may move master(8) to another unit.
+    default_masks = list(master_units("-" if name == "default" else "postfix-" + name, conf.get("config_directory", "")))
+    saved: tuple[str, dict[str, str]] | None = None
+    looked = False
+    failed = 0
+    try:
+        inputs = Inputs(name, conf, postconf)
+        saved, looked = last_good(name, run_dir, state_dir), True
+        if saved is not None and saved[1].get("@inputs") == inputs.key():
+            files, masks = split_record(saved[1])  # nothing changed: no mapping needed
+            if not saved[0].startswith(run_dir):
+                _keep_copy(name, os.path.join(run_dir, name, "units.set"), saved[1])
+        else:
+            files, masks = _build_and_save(name, conf, inputs, run_dir)
+    except Exception as exc:  # noqa: BLE001 - MasterCfError, GeneratorError, OSError: keep the old set
+        failed = 1
+        if not looked:
+            saved = last_good(name, run_dir, state_dir)
+        if saved is None:
+            log(f"instance {name}: {exc}; no earlier unit set to keep, the instance is not started")
+            _mask(early_dir, default_masks)
+            write_tree(out_dir, failure_units(name, str(exc)))
+            return failed
+        log(f"instance {name}: {exc}; keeping the last good unit set ({saved[0]})")
+        files, masks = split_record(saved[1])
+        files.update(failure_units(name, str(exc), kept=saved[0]))
+    else:
+        files = {**files, **cleared_units(name)}
+    write_tree(out_dir, files)
+    _mask(early_dir, list(dict.fromkeys([*masks, *default_masks])))
+    return failed
+
+
+def _keep_copy(name: str, path: str, record: dict[str, str]) -> None:
+    """The copy for a later broken master.cf; without it the units are still written."""
+    try:
+        save_set(path, record)
+    except OSError as exc:
+        log(f"instance {name}: cannot keep a copy in {path}: {exc}")
+
+
 def _prefix(name: str) -> str:
-    """postfix-<name>, as Instance.prefix: the module names .conf files after unit-safe short names."""
-    if name.replace("_", "").replace(".", "").isalnum() and name.isascii():
+    """postfix-<name>, as Instance.prefix; name is a valid short name (enabled_instances)."""
+    if name.replace("_", "").replace(".", "").isalnum() and name.isascii() and not name.startswith("."):
         return f"postfix-{name}"
     from ._units import escape
 
@@ -548,10 +676,7 @@ def _build_and_save(name: str, conf: dict[str, str], inputs: Inputs, run_dir: st
     for warning in unitset.warnings:
         log(f"instance {name}: {warning}")
     record = saved_record(unitset, inputs)
-    try:
-        save_set(os.path.join(run_dir, name, "units.set"), record)
-    except OSError as exc:
-        log(f"instance {name}: cannot keep a copy in {run_dir}: {exc}")
+    _keep_copy(name, os.path.join(run_dir, name, "units.set"), record)
     return split_record(record)
 
 

@@ -37,13 +37,12 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 from ._fileops import FileOpsError, Host, LocalHost, Tools, _run_with_tty, read_text, validate_staged, write_config
 from ._maincf import MainCf, Parameter
 from ._mastercf import MasterCf, MasterCfError
-from ._semantics import Facts, known_ports, running_entries, split_host_port
+from ._semantics import INSTANCE_PREFIX, Facts, InstanceNameError, instance_name, known_ports, running_entries, split_host_port
 
 PRIMARY_NAMES = ("", "-")
 STATES = ("present", "absent")
 WRAPPER_MODES = ("init", "keep")
-NAME_PREFIX = "postfix-"
-_NAME_RE = re.compile(r"^postfix-[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+NAME_PREFIX = INSTANCE_PREFIX
 # postmulti-script: install parameters a new instance shares with the primary. They are
 # cloned when the primary sets them explicitly, and commented out otherwise.
 SHARED_PARAMETERS = (
@@ -237,11 +236,13 @@ def _norm(path: str) -> str:
 
 
 def validate_name(name: str) -> None:
-    if not _NAME_RE.match(name):
-        raise InstanceError(
-            f"instance name '{name}' is not valid: use '-' for the primary instance, or "
-            f"'{NAME_PREFIX}NAME' (letters, digits, '_', '.', '-'), as multi_instance_name requires"
-        )
+    """A named instance ('postfix-NAME'), by the rule both orchestration modes share (_semantics)."""
+    try:
+        if instance_name(name) == "-":
+            raise InstanceNameError("'-' is the primary instance, not a named one")
+    except InstanceNameError as exc:
+        raise InstanceError(f"{exc.reason}; the name is not valid: use '-' for the primary instance, or "
+                            f"'{NAME_PREFIX}NAME' (letters, digits, '_', '.', '-'), as multi_instance_name requires") from exc
 
 
 def default_path(primary_path: str, name: str) -> str:
@@ -475,6 +476,68 @@ def conflicts(wanted: Sequence[Listener], others: Sequence[Listener]) -> list[st
     return [f"{mine} overlaps {theirs} from {theirs.origin}" for mine in wanted for theirs in others if mine.overlaps(theirs)]
 
 
+# Address scopes for the roles' "internal address only" rule. Listed, not ipaddress's is_private,
+# whose ranges change between Python releases. Shared (RFC 6598, carrier NAT) and link-local
+# addresses are reachable by others than the owner's hosts: not internal.
+INTERNAL_SCOPES = ("loopback", "private", "unique-local")
+_SCOPES = (
+    ("unspecified", ("0.0.0.0/32", "::/128")),
+    ("loopback", ("127.0.0.0/8", "::1/128")),
+    ("private", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")),  # RFC 1918
+    ("unique-local", ("fc00::/7",)),  # RFC 4193
+    ("shared", ("100.64.0.0/10",)),  # RFC 6598
+    ("link-local", ("169.254.0.0/16", "fe80::/10")),
+)
+
+
+def _ip(text: str) -> Any:
+    """An ipaddress address for ``1.2.3.4``, ``2001:db8::1``, ``[2001:db8::1]``, ``fe80::1%eth0``; else None."""
+    import ipaddress
+
+    value = text.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    try:
+        address = ipaddress.ip_address(value.split("%", 1)[0] if ":" in value else value)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:10.0.0.1 is 10.0.0.1 on the wire
+    return mapped or address
+
+
+def address_scope(text: str) -> str:
+    """'loopback', 'private', 'unique-local', 'shared', 'link-local', 'unspecified', 'public',
+    or 'name' for anything that is not one IP address (a host name, 'all', a list)."""
+    import ipaddress
+
+    address = _ip(text)
+    if address is None:
+        return "name"
+    for scope, networks in _SCOPES:
+        if any(address in ipaddress.ip_network(net) for net in networks):
+            return scope
+    return "public"
+
+
+def mynetworks_entry(text: str) -> str:
+    """An address or network as Postfix's mynetworks wants it: 10.0.0.1/32, [2001:db8::1]/128,
+    [2001:db8::]/64. Anything else (a table, a file, a name) is returned unchanged."""
+    import ipaddress
+
+    value = text.strip()
+    host, slash, length = value.partition("/")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        network = ipaddress.ip_network(f"{host}/{length}" if slash else host, strict=False)
+    except ValueError:
+        return text
+    address = ipaddress.ip_address(host) if not slash else network.network_address
+    if network.version == 6:
+        return f"[{address}]/{network.prefixlen}"
+    return f"{address}/{network.prefixlen}"
+
+
 # --------------------------------------------------------------------------- the operations
 
 
@@ -496,9 +559,9 @@ class Manager:
             raise InstanceError(f"state '{self.req.state}' is not one of {', '.join(STATES)}")
         if self.req.wrapper not in WRAPPER_MODES:
             raise InstanceError(f"multi_instance_wrapper '{self.req.wrapper}' is not one of {', '.join(WRAPPER_MODES)}")
-        primary = Primary.read(self.postfix)
         if not self.req.primary:
-            validate_name(self.req.name)
+            validate_name(self.req.name)  # before anything is read or derived from it
+        primary = Primary.read(self.postfix)
         known = self._known(primary)
         if self.req.state == "present" and self.req.listen:
             self._check_listeners(primary, known)

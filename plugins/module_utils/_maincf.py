@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from ._mastercf import _content, _is_blank, _is_comment, _is_continuation, split_physical
+from ._mastercf import _content, _is_blank, _is_comment, _is_continuation, shown, split_physical
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: a trailing newline is not part of a name
 _SPACE = " \t\r\n"
 
 
@@ -70,6 +70,8 @@ def format_value(value: Any) -> str:
     text = str(value)
     if "\n" in text:
         raise ValueError("a main.cf value cannot contain a newline")
+    if "\0" in text:
+        raise ValueError("a main.cf value cannot contain a NUL byte (Postfix would ignore the rest of the line)")
     return text.strip(_SPACE)
 
 
@@ -80,6 +82,10 @@ class MainCf:
 
     @classmethod
     def parse(cls, text: str, *, path: str = "main.cf") -> MainCf:
+        if "\0" in text:
+            # Postfix reads a line as a C string: whatever follows a NUL byte is silently lost.
+            raise MainCfError("a NUL byte; Postfix would ignore the rest of the line", path=path,
+                              line=text.count("\n", 0, text.index("\0")) + 1)
         doc = cls(path=path)
         lines = split_physical(text)
         idx = 0
@@ -94,8 +100,8 @@ class MainCf:
             name, sep, _value = content.partition("=")
             if not sep:
                 raise MainCfError(f"'{content.strip()}' has no '='; expected 'name = value'", path=path, line=idx + 1)
-            if not _NAME_RE.match(name.strip(_SPACE)):
-                raise MainCfError(f"'{name.strip()}' is not a valid parameter name", path=path, line=idx + 1)
+            if not _NAME_RE.fullmatch(name.strip(_SPACE)):
+                raise MainCfError(f"'{shown(name.strip())}' is not a valid parameter name", path=path, line=idx + 1)
             end, last = idx + 1, idx
             while end < len(lines):
                 nxt = _content(lines[end])
@@ -133,8 +139,8 @@ class MainCf:
 
     def set(self, name: str, value: Optional[str]) -> bool:
         """Set (or with None remove) one parameter; True when the text changed."""
-        if not _NAME_RE.match(name):
-            raise MainCfError(f"'{name}' is not a valid parameter name", path=self.path, name=name)
+        if not _NAME_RE.fullmatch(name):
+            raise MainCfError(f"'{shown(name)}' is not a valid parameter name", path=self.path, name=name)
         found = self._definitions(name)
         if value is None:
             if not found:
@@ -178,7 +184,7 @@ def apply_settings(doc: MainCf, settings: Mapping[str, Any]) -> list[str]:
         try:
             text = None if value is None else format_value(value)
         except ValueError as exc:
-            raise MainCfError(f"parameter '{name}': {exc}", path=doc.path, name=str(name)) from exc
+            raise MainCfError(f"parameter '{shown(str(name))}': {exc}", path=doc.path, name=str(name)) from exc
         if doc.set(str(name), text):
             changed.append(str(name))
     return changed

@@ -55,11 +55,16 @@ class MasterCfError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def shown(value: str) -> str:
+    """value for a one-line message: control characters (newline, NUL) escaped, the rest as it is."""
+    return "".join(c if c >= " " and c != "\x7f" else ascii(c)[1:-1] for c in value)
+
+
 def field_error(
     name: str, value: str, expected: str, *, path: str = "master.cf", line: Optional[int] = None
 ) -> MasterCfError:
     return MasterCfError(
-        f"field '{name}' is '{value}'; expected {expected}",
+        f"field '{name}' is '{shown(value)}'; expected {expected}",
         path=path,
         line=line,
         field_name=name,
@@ -597,15 +602,13 @@ def validate_fields(fields: Mapping[str, str], *, path: str = "master.cf", line:
         )
     if not _maxproc_ok(fields["maxproc"]):
         raise field_error("maxproc", fields["maxproc"], "a number of processes (0 = no limit) or '-'", path=path, line=line)
+    from ._semantics import check_int_columns  # not at import: _semantics builds on this module
+
+    check_int_columns(fields, path=path, line=line)
     validate_service_name(fields["service"], kind, path=path, line=line)
     command = fields["command"]
-    if not command or command.startswith("-"):
+    if not command or command.startswith("-") or any(c in command for c in _SPACE + "\0"):
         raise field_error("command", command, "a daemon name relative to daemon_directory", path=path, line=line)
-
-
-def _re_end(text: str) -> str:
-    """The text a regex anchored with '$' must match: '$' also matches before one final newline."""
-    return text[:-1] if text.endswith("\n") else text
 
 
 def _all_in(text: str, chars: str) -> bool:
@@ -614,14 +617,12 @@ def _all_in(text: str, chars: str) -> bool:
 
 
 def _wakeup_ok(value: str) -> bool:
-    r"""re.match(r"^(-|[0-9]+\??)$", value) without re."""
-    value = _re_end(value)
+    r"""re.fullmatch(r"-|[0-9]+\??", value) without re (a trailing newline is not part of a field)."""
     return value == "-" or _all_in(value[:-1] if value.endswith("?") else value, _DIGITS)
 
 
 def _maxproc_ok(value: str) -> bool:
-    r"""re.match(r"^(-|[0-9]+)$", value) without re."""
-    value = _re_end(value)
+    r"""re.fullmatch(r"-|[0-9]+", value) without re."""
     return value == "-" or _all_in(value, _DIGITS)
 
 
@@ -630,7 +631,7 @@ def _inet_name_ok(name: str) -> bool:
 
     The port takes no ':', so the last ':' ends the host.
     """
-    host, sep, port = _re_end(name).rpartition(":")
+    host, sep, port = name.rpartition(":")
     if not _all_in(port, _ALNUM + "_-"):
         return False
     if not sep:
@@ -646,7 +647,7 @@ def validate_service_name(name: str, kind: str, *, path: str = "master.cf", line
             raise field_error(
                 "service", name, "port, service name, host:port or [ipv6]:port for an inet service", path=path, line=line
             )
-    elif not _all_in(_re_end(name), _ALNUM + "_.+/-") or name.startswith("/") or ".." in name.split("/"):
+    elif not _all_in(name, _ALNUM + "_.+/-") or name.startswith("/") or ".." in name.split("/"):
         raise field_error("service", name, f"a socket name below the queue directory for a {kind} service", path=path, line=line)
 
 
@@ -669,6 +670,10 @@ class MasterCf(_Value):
 
     @classmethod
     def parse(cls, text: str, *, path: str = "master.cf") -> MasterCf:
+        if "\0" in text:
+            # Postfix reads a line as a C string: whatever follows a NUL byte is silently lost.
+            raise MasterCfError("a NUL byte; Postfix would ignore the rest of the line", path=path,
+                                line=text.count("\n", 0, text.index("\0")) + 1)
         doc = cls(path=path)
         lines = split_physical(text)
         idx = 0
@@ -951,7 +956,7 @@ def _flag(value: Any, name: str, *, path: str) -> Optional[str]:
         return None
     if isinstance(value, bool):
         return "y" if value else "n"
-    text = str(value).strip()
+    text = str(value).strip(" \t")
     mapping = {"yes": "y", "true": "y", "no": "n", "false": "n"}
     text = mapping.get(text.lower(), text)
     if text not in BOOL_VALUES:
@@ -967,7 +972,14 @@ def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[
     for name in ("service", "type"):
         if not spec.get(name):
             raise MasterCfError(f"field '{name}' is required to identify an entry", path=path, field_name=name)
+    for name in ("service", "type", "command"):
+        if isinstance(spec.get(name), (bool, list, tuple, dict)):
+            raise field_error(name, str(spec[name]), "a string", path=path)
     want: dict[str, Any] = {"service": str(spec["service"]), "type": str(spec["type"])}
+    if want["service"] == "-":
+        # master(8) would create a socket named '-': in every other column '-' means "the default".
+        raise field_error("service", "-", "a service name ('-' stands for a default value, and a service "
+                          "name has none)", path=path)
     want["state"] = spec.get("state") or "present"
     if want["state"] not in STATES:
         raise field_error("state", want["state"], "one of " + ", ".join(STATES), path=path)
@@ -978,7 +990,7 @@ def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[
     for name in ("wakeup", "maxproc"):
         value = spec.get(name)
         if value is not None and not isinstance(value, bool):
-            value = str(value).strip()
+            value = str(value).strip(" \t")  # a line break is refused, not repaired
             valid = _wakeup_ok if name == "wakeup" else _maxproc_ok
             if not valid(value):
                 expected = ("a number of seconds, optionally followed by '?', or '-'" if name == "wakeup"
@@ -992,10 +1004,13 @@ def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[
     if args is not None:
         if isinstance(args, str) or not isinstance(args, (list, tuple)):
             raise MasterCfError("'args' must be a list of arguments", path=path, field_name="args")
+        if any(isinstance(a, (list, tuple, dict)) or a is None for a in args):
+            raise MasterCfError("'args' must be a list of strings", path=path, field_name="args")
         want["args"] = [str(a) for a in args]
         for arg in want["args"]:
-            if "\n" in arg:
-                raise MasterCfError(f"argument '{arg}' contains a newline", path=path, field_name="args")
+            problem = _unwritable(arg)
+            if problem:
+                raise MasterCfError(f"argument '{shown(arg)}' {problem}", path=path, field_name="args")
     options = spec.get("options")
     if options is not None:
         from collections.abc import Mapping  # not at import: the generator never gets here
@@ -1004,8 +1019,9 @@ def normalize_spec(spec: Mapping[str, Any], *, path: str = "master.cf") -> dict[
             raise MasterCfError("'options' must be a mapping of parameter name to value", path=path, field_name="options")
         want["options"] = {}
         for name, value in options.items():
-            if not _all_in(_re_end(str(name)), _PARAM_CHARS):
-                raise MasterCfError(f"option name '{name}' is not a Postfix parameter name", path=path, field_name="options")
+            if not _all_in(str(name), _PARAM_CHARS):
+                raise MasterCfError(f"option name '{shown(str(name))}' is not a Postfix parameter name", path=path,
+                                    field_name="options")
             want["options"][str(name)] = _option_value(value, str(name), path=path)
     want["purge_options"] = bool(spec.get("purge_options"))
     if want["state"] != "absent":
@@ -1023,13 +1039,35 @@ def _option_value(value: Any, name: str, *, path: str) -> Optional[str]:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple, dict)) or v is None for v in value):
+            raise MasterCfError(f"option '{name}': a list value must hold strings or numbers only", path=path,
+                                field_name="options")
         value = ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        raise MasterCfError(f"option '{name}': the value must be a string, number, boolean or list, not a mapping",
+                            path=path, field_name="options")
     text = str(value)
-    if "\n" in text or text.count("{") != text.count("}"):
-        raise MasterCfError(
-            f"option '{name}' value '{text}' has a newline or unbalanced braces", path=path, field_name="options"
-        )
+    problem = _unwritable(text)
+    if problem:
+        raise MasterCfError(f"option '{name}' value '{shown(text)}' {problem}", path=path, field_name="options")
     return text.strip(_SPACE)
+
+
+def _unwritable(text: str) -> str:
+    """Why text cannot be written as one master.cf argument (within '{ }'), or ''."""
+    if "\n" in text or "\r" in text:
+        return "contains a line break"
+    if "\0" in text:
+        return "contains a NUL byte"
+    level = 0
+    for char in text:
+        level += {"{": 1, "}": -1}.get(char, 0)
+        if level < 0:
+            break
+    if level != 0:
+        # '} {' has as many of each, but master(8) would read it as the end of one group and a new one.
+        return "has unbalanced braces ('{' and '}' must pair up, in that order)"
+    return ""
 
 
 if TYPE_CHECKING:
@@ -1043,6 +1081,34 @@ def __getattr__(name: str) -> Any:
 
         return Union[Entry, Mapping[str, Any]]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def item_line(item: Mapping[str, Any], *, path: str = "master.cf") -> Optional[int]:
+    """The 'line' of a master_cf_parse item: a positive integer, or None when absent."""
+    line = item.get("line")
+    if line is None:
+        return None
+    if isinstance(line, bool) or not isinstance(line, int) or line < 1:
+        raise MasterCfError(f"'line' is '{shown(str(line))}', expected a line number (1 or more)", path=path,
+                            field_name="line", value=str(line))
+    return line
+
+
+def _fields_of(item: Mapping[str, Any], *, path: str, line: Optional[int]) -> dict[str, Any]:
+    """An entry dict without 'raw' as render_entry() input, after the checks of normalize_spec()."""
+    spec = {k: v for k, v in item.items() if k not in ("kind", "line", "raw", "enabled")}
+    try:
+        want = normalize_spec(spec, path=path)
+    except MasterCfError as exc:
+        raise MasterCfError(exc.reason, path=path, line=line, field_name=exc.field_name, value=exc.value) from exc
+    if not want.get("command"):
+        raise MasterCfError(f"field 'command' is missing in entry '{want['service']}/{want['type']}'", path=path,
+                            line=line, field_name="command")
+    fields = {name: want.get(name) or "-" for name in FIELDS}
+    if want["type"] == "inet" and not want.get("private"):
+        fields["private"] = "n"
+    options = {k: v for k, v in (want.get("options") or {}).items() if v is not None}
+    return {**fields, "args": want.get("args") or [], "options": options}
 
 
 def disabled_by(service: str, kind: str, master_service_disable: str) -> bool:
@@ -1081,14 +1147,25 @@ def active_entries(
         if not isinstance(item, Mapping):
             message = f"expected a master.cf entry (mapping), got {type(item).__name__}"
             raise error(message) if error else MasterCfError(message, path=path)
+        line = item_line(item, path=path)
         if item.get("kind", "entry") != "entry" or item.get("enabled") is False:
             continue
-        text = str(item.get("raw") or render_entry(item))
-        found = MasterCf.parse(text, path=path).entries(enabled=True)
+        raw = item.get("raw")
+        if raw is not None and not isinstance(raw, str):
+            raise MasterCfError(f"'raw' is a {type(raw).__name__}, expected the entry's master.cf text", path=path,
+                                line=line, field_name="raw")
+        if raw:
+            text = raw
+        else:  # fields only: checked like master_cf_entry input, so a list of options or args is refused
+            text = render_entry(_fields_of(item, path=path, line=line))
+        try:
+            found = MasterCf.parse(text, path=path).entries(enabled=True)
+        except MasterCfError as exc:
+            raise MasterCfError(exc.reason, path=path, line=line, field_name=exc.field_name, value=exc.value) from exc
         if len(found) != 1:
-            message = f"entry text '{text.strip()}' is not exactly one active entry"
-            raise error(message) if error else MasterCfError(message, path=path, line=item.get("line"))
-        found[0].first_line = int(item.get("line") or 1)
+            message = f"entry text '{shown(text.strip())}' is not exactly one active entry"
+            raise error(message) if error else MasterCfError(message, path=path, line=line)
+        found[0].first_line = line or 1
         found[0]._invalidate()
         out.append(found[0])
     return out

@@ -111,9 +111,19 @@ def write_file(host: Host, file: File) -> None:
     tmp = os.path.join(host.tmpdir, os.path.basename(file.path))
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(file.content)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.chmod(tmp, file.mode)
     host.atomic_move(tmp, file.path, keep_dest_attrs=False)
     os.chmod(file.path, file.mode)
+    # Durable before the module reports success: atomic_move may have copied across file systems,
+    # and the unit set kept in /var/lib is what the next boot falls back to.
+    for path, flags in ((file.path, os.O_RDONLY), (parent, os.O_RDONLY | os.O_DIRECTORY)):
+        fd = os.open(path, flags | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------- postfix start

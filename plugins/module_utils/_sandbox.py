@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import posixpath
 
+from ._mastercf import MasterCfError
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:  # annotations only: the systemd generator imports this module at every boot
-    from typing import Any, Iterable, Optional
+    from typing import Any, Iterable, Optional, Sequence, Union
 
 
 class Record:
@@ -150,6 +152,69 @@ def chroot_rule(mode: str, chroot: bool) -> ChrootRule:
     return CHROOT_RULES[(mode, chroot)]
 
 
+# The main.cf parameter each Paths field comes from, for errors.
+PATH_PARAMS = {"maillog": "maillog_file", "mailbox_base": "virtual_mailbox_base"}
+
+
+# Lookup tables a daemon of a kind without IP (IPAddressDeny=any) opens itself, by main.cf parameter
+# (its own -o values count whatever their name). Every other daemon with tables has IP anyway
+# (cleanup, trivial-rewrite, smtpd, local: header_checks, canonical/transport/alias maps), and proxy:
+# tables go through proxymap over a UNIX socket.
+TABLE_PARAMS: dict[str, tuple[str, ...]] = {
+    "virtual": ("virtual_mailbox_maps", "virtual_uid_maps", "virtual_gid_maps"),
+    "verify": ("address_verify_map",),
+}
+# Table types that talk to a server (postconf -m). tcp: and socketmap:inet: name the host in main.cf;
+# the others name it in a file of their own, which can change without the units being made anew.
+NETWORK_TABLES = ("tcp", "socketmap", "mysql", "pgsql", "ldap", "memcache", "nis", "nisplus")
+
+
+def table_network(values: Iterable[str]) -> Optional[list[str]]:
+    """What the tables in ``values`` need: None nothing, [] any host, else IPAddressAllow= entries.
+
+    A numeric address (tcp:192.0.2.1:9000, socketmap:inet:[::1]:8000:name) or localhost is allowed
+    exactly; a host name (its addresses change), a table configured in its own file (mysql:, ldap:,
+    ...) or a parameter reference (``$name``) lifts the address filter for that daemon.
+    """
+    allow: list[str] = []
+    needed = False
+    for value in values:
+        for token in value.replace(",", " ").replace("{", " ").replace("}", " ").split():
+            if "$" in token:
+                return []  # -o x=$my_maps: not expanded here, so any table may be behind it
+            kind, _sep, rest = token.partition(":")
+            kind = kind.lower()
+            if kind == "proxy" or kind not in NETWORK_TABLES:
+                continue
+            if kind == "socketmap":
+                if not rest.lower().startswith("inet:"):
+                    continue  # socketmap:unix:
+                rest = rest[len("inet:"):]
+            needed = True
+            host = _table_host(rest) if kind in ("tcp", "socketmap") else ""
+            if not host:
+                return []
+            if host not in allow:
+                allow.append(host)
+    return allow if needed else None
+
+
+def _table_host(endpoint: str) -> str:
+    """host:port[:name] -> an IPAddressAllow= entry, '' when only a name (or nothing) is known."""
+    if endpoint.startswith("["):
+        host = endpoint[1:].partition("]")[0]
+    else:
+        host = endpoint.partition(":")[0]
+    if host.lower() == "localhost":
+        return "localhost"
+    parts = host.split(".")
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() and int(p) < 256 for p in parts):
+        return host
+    if ":" in host and "%" not in host and all(c in "0123456789abcdefABCDEF:." for c in host):
+        return host
+    return ""
+
+
 class Paths(Record):
     """Host paths a profile may need to write."""
 
@@ -170,8 +235,12 @@ def directives(
     mail_owner: str,
     mail_group: str,
     supplementary_groups: Iterable[str] = (),
+    network: Optional[list[str]] = None,
 ) -> list[tuple[str, str]]:
-    """[Service] settings for one daemon kind; ``owner`` selects the run model."""
+    """[Service] settings for one daemon kind; ``owner`` selects the run model.
+
+    ``network`` (see table_network()) opens a kind without IP to the hosts of its lookup tables.
+    """
     prof = PROFILES[kind]
     out: list[tuple[str, str]] = []
     add = out.append
@@ -184,7 +253,8 @@ def directives(
     system, home, writable = _filesystem(prof, paths)
     add(("ProtectSystem", system))
     if writable:
-        add(("ReadWritePaths", " ".join(f"-{p}" for p in writable)))
+        names = {getattr(paths, f): PATH_PARAMS.get(f, f) for f in reversed(Paths._fields) if getattr(paths, f)}
+        add(("ReadWritePaths", list_paths(writable, [names.get(p, "a path") for p in writable], prefix="-")))
     add(("ProtectHome", home))
     add(("PrivateTmp", _yn(prof.private_tmp)))
     add(("PrivateDevices", _yn(prof.devices)))
@@ -208,8 +278,10 @@ def directives(
         add(("MemoryDenyWriteExecute", "yes"))
     if kind != "command":
         add(("RestrictAddressFamilies", POSTFIX_FAMILIES))
-    if not prof.ip:
+    if not prof.ip and network != []:
         add(("IPAddressDeny", "any"))
+        if network:
+            add(("IPAddressAllow", " ".join(network)))
     out.extend(_privileges(prof, owner=owner, keep_chroot=keep_chroot))
     return out
 
@@ -253,7 +325,9 @@ def holder_directives(*, runtime_directory: str, queue_directory: str, data_dire
     """The per-instance status holder: root (it chowns lock files, holds master's locks), talks to PID 1."""
     return [
         ("ProtectSystem", "strict"),
-        ("ReadWritePaths", f"{runtime_directory} -{posixpath.join(queue_directory, 'pid')} -{data_directory}"),
+        ("ReadWritePaths", " ".join([list_path(runtime_directory, "runtime_directory"),
+                                     list_path(posixpath.join(queue_directory, "pid"), "queue_directory", prefix="-"),
+                                     list_path(data_directory, "data_directory", prefix="-")])),
         ("ProtectHome", "yes"),
         ("PrivateTmp", "yes"),
         ("PrivateDevices", "yes"),
@@ -307,3 +381,73 @@ def writable_target(value: Optional[str]) -> str:
     if not value or "$" in value or not value.startswith("/"):
         return ""
     return posixpath.normpath(value)
+
+
+# --------------------------------------------------------------------------- paths in unit settings
+#
+# Every path a unit names comes from main.cf or a -o value (queue_directory, virtual_mailbox_base,
+# maillog_file, ...), so it is quoted as systemd reads it back, never trusted to be plain:
+#
+# * list settings (ReadWritePaths=, ReadOnlyPaths=, InaccessiblePaths=, ...) split their value into
+#   words on whitespace, honour '...' and "..." quotes and backslash escapes (extract_first_word()
+#   with EXTRACT_UNQUOTE; some versions add EXTRACT_CUNESCAPE), then expand %-specifiers in each word
+#   (unit_path_printf()) and take a leading '-' (and '+') as a flag;
+# * single-path settings (WorkingDirectory=, PIDFile=, PathChanged=) take the whole value, strip the
+#   blanks around it and expand %-specifiers: no quotes, no escapes.
+#
+# A word is written so that both splitting variants read it back alike: '%' doubled, and, where
+# anything could split or unquote it, in double quotes with only '\\' and '"' escaped (\\\\ and \\"
+# mean the same with and without C unescaping). What no unit line can carry (NUL, newline, other
+# control characters, bytes that are not UTF-8) and what systemd would drop with a warning (relative
+# or non-normalized paths: a dropped ReadOnlyPaths= word fails open) is refused.
+
+_LIST_SPECIAL = frozenset(" \"'\\")
+
+
+def _path_problem(path: str, *, single: bool) -> str:
+    if any("\udc80" <= char <= "\udcff" for char in path):
+        return "is not UTF-8: systemd cannot carry these bytes in a unit file"
+    if any(char < " " or char == "\x7f" for char in path):
+        return "contains a control character (NUL, newline, tab, ...), which no unit setting can carry"
+    if not path.startswith("/"):
+        return "is not an absolute path"
+    if any(part in (".", "..") for part in path.split("/")):
+        return "is not normalized ('.' or '..'): systemd ignores such a path"
+    if single and (path != path.strip() or path.endswith("\\")):
+        return "ends in a blank or a backslash, which this single-path setting cannot carry"
+    return ""
+
+
+def _refuse(path: str, what: str, problem: str) -> MasterCfError:
+    shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    shown = "".join(c if c >= " " and c != "\x7f" else ascii(c)[1:-1] for c in shown)
+    return MasterCfError(f"{what} '{shown}' {problem}", field_name=what, value=path)
+
+
+def list_path(path: str, what: str = "a path", *, prefix: str = "") -> str:
+    """One absolute ``path`` as one word of a list setting; ``prefix`` ('-', '+') is systemd's flag.
+
+    ``what`` names the parameter it comes from, for the error (MasterCfError) when it cannot be written.
+    """
+    problem = _path_problem(path, single=False)
+    if problem:
+        raise _refuse(path, what, problem)
+    word = prefix + path
+    if _LIST_SPECIAL.isdisjoint(word):
+        return word.replace("%", "%%")  # the usual case: unchanged but for specifiers
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
+def list_paths(paths: Iterable[str], what: Union[str, Sequence[str]] = "a path", *, prefix: str = "") -> str:
+    """Several paths as one list setting's value; ``what`` one name or one per path."""
+    items = list(paths)
+    names = [what] * len(items) if isinstance(what, str) else list(what)
+    return " ".join(list_path(p, n, prefix=prefix) for p, n in zip(items, names))
+
+
+def unit_path(path: str, what: str = "a path") -> str:
+    """One absolute ``path`` as the whole value of a single-path setting (WorkingDirectory=, PIDFile=)."""
+    problem = _path_problem(path, single=True)
+    if problem:
+        raise _refuse(path, what, problem)
+    return path.replace("%", "%%")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ._mastercf import MasterCfError, _extpar, active_entries
+from ._mastercf import MasterCfError, _extpar, active_entries, field_error
 from ._sandbox import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -40,6 +40,77 @@ if TYPE_CHECKING:  # annotations only
 
     Resolver = Callable[[str], list[str]]
     PortResolver = Callable[[str], int]
+
+# --------------------------------------------------------------------------- instance names
+
+# postmulti(1) -I accepts a name that starts with "postfix-" and is made of ASCII letters, digits and
+# "!@%-_=+:./" without "/" (postmulti.c check_name_assignments()). The part after "postfix-" (the short
+# name) becomes a path component (/run/mailfleet-postfix/NAME, /var/lib/mailfleet-postfix/NAME, the
+# generator's NAME.conf) and part of every unit name, so of what postmulti accepts this refuses:
+# "." and ".." (they leave the directory), "%" (a systemd specifier), "@" (a template's separator),
+# ":", "!", "=", "+" (separators or prefixes in systemd settings), a leading "-" (an option to the
+# commands that take it), "default" (the primary's short name) and more than INSTANCE_SHORT_MAX
+# characters (unit names end at 255 and systemd escapes each "-" as 4 characters).
+INSTANCE_PREFIX = "postfix-"
+PRIMARY_SHORT_NAME = "default"
+INSTANCE_SHORT_MAX = 32
+_INSTANCE_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-"
+
+
+class InstanceNameError(MasterCfError):
+    """An instance name that cannot name the instance's paths and units."""
+
+
+def _name_shown(value: str) -> str:
+    shown = value if len(value) <= 60 else value[:60] + "..."
+    return ascii(shown)[1:-1]  # NUL, newline, non-ASCII as escapes: the message stays one line
+
+
+def short_instance_name(short: str, *, source: str = "main.cf", value: Optional[str] = None) -> str:
+    """``short`` unchanged if it is safe as a path component and in unit names ('default' included)."""
+    original = short if value is None else value
+    problem = ""
+    if not short:
+        problem = f"nothing follows '{INSTANCE_PREFIX}'"
+    elif not short.isascii() or short.strip(_INSTANCE_CHARS):
+        problem = "use ASCII letters, digits, '_', '.' and '-' only"
+    elif short in (".", ".."):
+        problem = "'.' and '..' would leave the instance's directory"
+    elif short.startswith("-"):
+        problem = f"the part after '{INSTANCE_PREFIX}' must not start with '-'"
+    elif len(short) > INSTANCE_SHORT_MAX:
+        problem = f"the part after '{INSTANCE_PREFIX}' has more than {INSTANCE_SHORT_MAX} characters"
+    if problem:
+        raise InstanceNameError(f"instance name '{_name_shown(original)}' cannot name the instance's paths and "
+                                f"units: {problem}", path=source, field_name="multi_instance_name", value=original)
+    return short
+
+
+def instance_name(value: str, *, source: str = "main.cf") -> str:
+    """A valid multi_instance_name: '-' for the primary ('' or '-'), else 'postfix-NAME' unchanged.
+
+    Raises InstanceNameError. Nothing is stripped: a name with a newline is refused, not repaired.
+    """
+    if value in ("", "-"):
+        return "-"
+    if not value.startswith(INSTANCE_PREFIX):
+        raise InstanceNameError(f"instance name '{_name_shown(value)}' must be '-' (the primary instance) or "
+                                f"start with '{INSTANCE_PREFIX}', as postmulti requires", path=source,
+                                field_name="multi_instance_name", value=value)
+    short = value[len(INSTANCE_PREFIX):]
+    if short == PRIMARY_SHORT_NAME:
+        raise InstanceNameError(f"instance name '{value}' would share the primary instance's units and "
+                                f"directories ('{PRIMARY_SHORT_NAME}')", path=source,
+                                field_name="multi_instance_name", value=value)
+    short_instance_name(short, source=source, value=value)
+    return value
+
+
+def instance_short_name(value: str, *, source: str = "main.cf") -> str:
+    """'default' for the primary, 'out' for postfix-out: the instance's name in paths and unit names."""
+    name = instance_name(value, source=source)
+    return PRIMARY_SHORT_NAME if name == "-" else name[len(INSTANCE_PREFIX):]
+
 
 # --------------------------------------------------------------------------- the instance's facts
 
@@ -95,6 +166,23 @@ def _leading_int(text: str) -> Optional[int]:
 def atoi(text: str, default: int) -> int:
     number = _leading_int(str(text))
     return default if number is None else number
+
+
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def time_seconds(text: str, default: int, unit: str = "s") -> int:
+    """conv_time.c: a decimal number and one unit letter (w, d, h, m, s; none: ``unit``); else ``default``
+    (a value master(8) would refuse)."""
+    text = str(text).lstrip(" \t\n\r\f\v")
+    digits = text[1:] if text[:1] == "+" else text
+    end = 0
+    while end < len(digits) and digits[end].isdecimal() and digits[end].isascii():
+        end += 1
+    if not end:
+        return default
+    seconds = int(digits[:end]) * _TIME_UNITS.get(digits[end:end + 1] or unit, 0)
+    return seconds if 0 < seconds < 2 ** 31 else default
 
 
 def compat_level(text: str) -> Optional[tuple[int, ...]]:
@@ -162,6 +250,21 @@ class Columns(Record):
     wakeup: int  # seconds; 0: none
     conditional: bool  # '?': no wakeup before first use
     maxproc: int  # 0: no limit
+
+
+# master_ent.c get_int_ent(): atoi() into an int, fatal when below 0. glibc's atoi() wraps what does not
+# fit (99999999999999999999 becomes -1: fatal; 4294967296 becomes 0: no limit), and systemd ignores a
+# MaxConnections= or OnUnitActiveSec= it cannot parse: a wakeup or maxproc above INT_MAX is refused.
+INT_MAX = 2147483647
+
+
+def check_int_columns(fields: Mapping[str, str], *, path: str = "master.cf", line: Optional[int] = None) -> None:
+    """wakeup and maxproc (already digits, '?' or '-') within the int master(8) reads them into."""
+    for name in ("wakeup", "maxproc"):
+        digits = fields[name][:-1] if fields[name].endswith("?") else fields[name]
+        if digits != "-" and int(digits) > INT_MAX:
+            raise field_error(name, fields[name], f"at most {INT_MAX} (master(8) reads it into an int)",
+                              path=path, line=line)
 
 
 def maxproc_of(entry: Entry, facts: Any) -> int:
@@ -541,10 +644,14 @@ def inet_listener(entry: Entry, facts: Any, resolver: Resolver = default_resolve
     families = inet_families(facts)
     port = inet_port(entry, facts, port_resolver)
     addrs: list[Address] = []
+    if "%" in host:
+        # host_port() accepts a hostname or valid_hostaddr(), which has no scope: master(8) exits with this.
+        raise entry_error(entry, f"valid hostname or network address required in \"{service}\" (master(8) takes "
+                          "no IPv6 scope in a service name; a scoped address belongs in inet_interfaces)", "service")
     if host:
         try:
             addrs = _resolve(host, resolver)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: the idna codec refuses 'a..b'
             raise entry_error(entry, f"cannot resolve host '{host}' ({exc})", "service") from exc
     else:
         interfaces = words(str(facts.inet_interfaces).strip())
@@ -553,10 +660,15 @@ def inet_listener(entry: Entry, facts: Any, resolver: Resolver = default_resolve
                 addrs += [ip_address("0.0.0.0" if v == 4 else "::") for v in families]
             elif word.lower() == "loopback-only":
                 addrs += [ip_address("127.0.0.1" if v == 4 else "::1") for v in families]
+            elif "%" in word:
+                # systemd (252) cannot parse a scope in ListenStream=; dropping it would bind another address.
+                raise entry_error(entry, f"inet_interfaces address '{word}' has an IPv6 scope, which the "
+                                  "master-less units cannot express; use a global address or classic mode",
+                                  "service")
             else:
                 try:
                     addrs += _resolve(word, resolver)
-                except OSError as exc:
+                except (OSError, UnicodeError) as exc:
                     raise entry_error(entry, f"cannot resolve inet_interfaces address '{word}' ({exc})",
                                       "service") from exc
     addrs = [a for i, a in enumerate(addrs) if a.version in families and a not in addrs[:i]]

@@ -49,6 +49,7 @@ from ._semantics import (
     default_resolver,
     flag_of,
     inet_listener,
+    instance_short_name,
     local_listener,
     master_argv,
     maxproc_of,
@@ -90,8 +91,10 @@ class Instance(Record):
         "name", "config_directory", "queue_directory", "data_directory", "daemon_directory", "command_directory",
         "mail_owner", "mail_owner_group", "setgid_group", "default_process_limit", "inet_interfaces",
         "inet_protocols", "master_service_disable", "compatibility_level", "known_tcp_ports", "virtual_mailbox_base",
-        "maillog_file", "max_use", "max_use_factor", "default_config_directory", "chroot", "supplementary_groups", "root_daemons",
+        "maillog_file", "max_use", "max_use_factor", "service_throttle_time", "default_config_directory", "chroot", "supplementary_groups", "root_daemons",
         "master_units", "runtime_directory", "libexec_directory", "python", "source",
+        # lookup tables of daemons without IP (_sandbox.TABLE_PARAMS)
+        "virtual_mailbox_maps", "virtual_uid_maps", "virtual_gid_maps", "address_verify_map",
     )
 
     name: str = "-"  # multi_instance_name; '-' (or '') is the primary instance
@@ -113,6 +116,7 @@ class Instance(Record):
     maillog_file: str = ""
     max_use: str = "100"
     max_use_factor: str = str(DEFAULT_MAX_USE_FACTOR)
+    service_throttle_time: str = "60s"  # master(8): how long a crashing service is throttled
     default_config_directory: str = "/etc/postfix"  # compiled-in; MAIL_CONFIG only when different
     chroot: str = "sandbox"  # 'sandbox': chroot=y as systemd sandboxing; 'postfix': keep -c
     # Daemons started as mail_owner read their pre-jail files (smtpd: TLS keys) as that user:
@@ -125,6 +129,10 @@ class Instance(Record):
     libexec_directory: str = "/usr/libexec/mailfleet-postfix"
     python: str = "/usr/bin/python3"
     source: str = ""  # master.cf path, for comments and messages
+    virtual_mailbox_maps: str = ""
+    virtual_uid_maps: str = ""
+    virtual_gid_maps: str = ""
+    address_verify_map: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **extra: Any) -> Instance:
@@ -148,7 +156,7 @@ class Instance(Record):
     @property
     def short_name(self) -> str:
         """Instance name in paths: 'default' for the primary, 'out' for postfix-out."""
-        return short_name(self.name, source=self.source or "main.cf")
+        return instance_short_name(self.name, source=self.source or "main.cf")
 
     @property
     def prefix(self) -> str:
@@ -173,6 +181,15 @@ class Instance(Record):
     @property
     def stamp_dir(self) -> str:
         return posixpath.join(self.run_dir, "used")
+
+    @property
+    def throttle_dir(self) -> str:
+        return posixpath.join(self.run_dir, "throttle")
+
+    @property
+    def crash_unit(self) -> str:
+        """Template that is failed while the unit named by its instance (%N) waits out a crash throttle."""
+        return self.prefix + "-crash@.service"
 
     @property
     def bridge(self) -> str:
@@ -317,26 +334,14 @@ def unit_value(key: str, value: str) -> str:
     Description= expands %-specifiers: a '%' from master.cf ([fe80::1%eth0]:25) is doubled.
     """
     if key == "Description":
-        return printable(value).replace("%", "%%")
-    if is_utf8(value):
-        return value
-    return utf8_only(value, f"{key}=")
-
-
-# --------------------------------------------------------------------------- names
-
-
-def short_name(multi_instance_name: str, *, source: str = "main.cf") -> str:
-    """'default' for the primary, 'out' for postfix-out: the instance's name in unit and file names."""
-    name = multi_instance_name.strip()
-    if name in ("", "-"):
-        return "default"
-    if name.startswith("postfix-") and len(name) > len("postfix-"):
-        name = name[len("postfix-"):]
-    if not _all_in(name, _ALNUM + "_.-") or name.startswith("-"):  # ^[A-Za-z0-9_.][A-Za-z0-9_.-]*$
-        raise MasterCfError(f"instance name '{multi_instance_name}' cannot be used in unit and file names",
-                            path=source, field_name="multi_instance_name", value=multi_instance_name)
-    return name
+        value = printable(value).replace("%", "%%")
+    elif not is_utf8(value):
+        return utf8_only(value, f"{key}=")
+    # A line break (or NUL) would start a setting of its own; an odd trailing backslash joins the next line.
+    if "\n" in value or "\r" in value or "\0" in value or (len(value) - len(value.rstrip("\\"))) % 2:
+        raise MasterCfError(f"{key}= '{ascii(printable(value))[1:-1]}' cannot be written on one unit file line",
+                            field_name=key, value=value)
+    return value
 
 
 # --------------------------------------------------------------------------- rendering
@@ -369,6 +374,60 @@ def _env(instance: Instance) -> list[tuple[str, str]]:
     if instance.mail_config:
         out.append(("Environment", _env_quote(f"MAIL_CONFIG={instance.mail_config}")))
     return out
+
+
+# --------------------------------------------------------------------------- crash back-off
+#
+# master(8) throttles a service whose process ends abnormally (master_spawn.c master_throttle(): no new
+# process for service_throttle_time). systemd's start limits count every start, and pool units start
+# often under load by design; a service's start limit would also fail and close its socket. So they
+# stay off (StartLimitIntervalSec=0) and only restarts after an abnormal end (Restart=, NRestarts)
+# count. ExecStartPre notes them (not ExecStopPost: on systemd 247 a Type=exec unit whose process dies
+# at once and that has ExecStopPost= keeps PID 1 in a busy loop); more than CRASH_BURST within
+# CRASH_INTERVAL throttle the unit: <prefix>-crash@<unit>.service is started and fails (what monitoring
+# sees), and ExecStartPre waits service_throttle_time (clients wait in the listener's queue, as with
+# master's throttle); then both are cleared and the unit starts.
+CRASH_BURST = 5
+CRASH_INTERVAL = 60
+# Stand for %N / %n (the unit's name without / with its suffix) in the scripts below.
+_NAME, _FULL_NAME = "\0N\0", "\0n\0"
+# Inside systemd's double quotes a single quote is literal: the shell's quoting stays readable.
+_SH_ESCAPES = {k: v for k, v in _EXEC_ESCAPES.items() if k != ord("'")}
+
+
+def _sh(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _sh_exec(script: str) -> str:
+    """ExecStartPre= running script with /bin/sh as root ('+': outside the sandbox)."""
+    parts = ("%n".join(p.translate(_SH_ESCAPES) for p in part.split(_FULL_NAME)) for part in script.split(_NAME))
+    return '+/bin/sh -c "' + "%N".join(parts) + '"'
+
+
+def throttle_seconds(instance: Instance) -> int:
+    return _semantics.time_seconds(instance.service_throttle_time, 60)
+
+
+def _crash_gate(instance: Instance) -> list[tuple[str, str]]:
+    seconds = throttle_seconds(instance)
+    crash = _sh(instance.crash_unit.replace("@", "@" + _NAME, 1))
+    where = _sh(instance.throttle_dir)
+    gate = (f"f={where}/{_sh(_NAME)}; r=$(systemctl show -p NRestarts --value -- {_sh(_FULL_NAME)} 2>/dev/null); "
+            "case $r in ''|*[!0-9]*) r=0;; esac; last=0; [ -e \"$f.restarts\" ] && read -r last < \"$f.restarts\"; "
+            "case $last in ''|*[!0-9]*) last=0;; esac; "
+            f"if [ $r -gt $last ]; then mkdir -p -m 0755 -- {where} && echo $r > \"$f.restarts\" && "
+            "date +%s >> \"$f.crashes\"; elif [ $r -lt $last ]; then echo $r > \"$f.restarts\"; fi; "
+            "[ -e \"$f.crashes\" ] || exit 0; n=$(date +%s); c=0; keep=; "
+            "while read -r t; do case $t in ''|*[!0-9]*) continue;; esac; "
+            f"[ $((n - t)) -lt {CRASH_INTERVAL} ] && c=$((c + 1)) && keep=\"$keep $t\"; done < \"$f.crashes\"; "
+            f"if [ $c -le {CRASH_BURST} ]; then "
+            "if [ -n \"$keep\" ]; then printf '%s\\n' $keep > \"$f.crashes\"; else rm -f -- \"$f.crashes\"; fi; exit 0; fi; "
+            f"echo \"warning: $c restarts after abnormal exits within {CRASH_INTERVAL}s -- throttling for {seconds}s "
+            "(service_throttle_time)\"; "
+            f"systemctl start --no-block -q -- {crash}; sleep {seconds}; "
+            f"rm -f -- \"$f.crashes\"; systemctl reset-failed -q -- {crash} 2>/dev/null; exit 0")
+    return [("ExecStartPre", _sh_exec(gate)), ("TimeoutStartSec", f"{seconds + 90}s")]  # the wait is part of the start
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -422,7 +481,7 @@ def build_units(
         except MasterCfError as exc:  # a value systemd cannot carry (utf8_only): name the entry's line
             if exc.line is not None:
                 raise
-            raise _error(entry, exc.reason) from exc
+            raise _error(entry, exc.reason, exc.field_name) from exc
     _instance_units(result, wants)
     return result
 
@@ -607,15 +666,18 @@ def _service_unit(instance: Instance, plan: _Plan) -> str:
             svc.append(("Sockets", f"{plan.base}.socket".replace("\\", "\\\\")))
         # Idle and max_use exits are clean (0): the socket starts the next worker.
         svc += [("Restart", "always" if daemon.persistent else "on-failure"), ("RestartSec", "1s")]
+        svc += _crash_gate(instance)
     # cwd: non-solitary daemons open pid/<type>.<name> relative to it before chdir().
-    svc += [("WorkingDirectory", instance.queue_directory), ("UMask", "0077"), ("SuccessExitStatus", "15")]
+    svc += [("WorkingDirectory", _sandbox.unit_path(instance.queue_directory, "queue_directory")), ("UMask", "0077"),
+            ("SuccessExitStatus", "15")]
     svc += _env(instance)
     svc += _sandbox.directives(daemon.kind, owner=plan.owner, keep_chroot=plan.keep_chroot,
                                paths=_paths(instance, entry), mail_owner=instance.mail_owner,
                                mail_group=instance.group,
                                # The groups grant smtpd's pre-jail files (TLS keys); nobody else needs them.
                                supplementary_groups=instance.supplementary_groups
-                               if plan.owner and posixpath.basename(entry.parsed.fields["command"]) == "smtpd" else ())
+                               if plan.owner and posixpath.basename(entry.parsed.fields["command"]) == "smtpd" else (),
+                               network=_table_network(entry, instance))
     return render_unit([("Unit", unit), ("Service", svc)], header=_header(instance, entry))
 
 
@@ -628,6 +690,13 @@ def _paths(instance: Instance, entry: Entry) -> _sandbox.Paths:
         maillog=_sandbox.writable_target(log_dir),
         mailbox_base=_sandbox.writable_target(_effective(entry, instance, "virtual_mailbox_base")),
     )
+
+
+def _table_network(entry: Entry, instance: Instance) -> Optional[list[str]]:
+    """The hosts this service's own lookup tables talk to (main.cf by _sandbox.TABLE_PARAMS, and its -o)."""
+    params = _sandbox.TABLE_PARAMS.get(posixpath.basename(entry.parsed.fields["command"]), ())
+    values = [_effective(entry, instance, p) for p in params if p not in entry.options]
+    return _sandbox.table_network(values + list(entry.options.values()))
 
 
 def _lock_name(plan: _Plan) -> str:
@@ -717,8 +786,21 @@ def _instance_units(result: UnitSet, wants: list[str]) -> None:
                # SIGTERM means "postfix stop" (stop the instance); systemd's own stop is SIGUSR1.
                ("KillSignal", "SIGUSR1"),
                ("Restart", "always"), ("RestartSec", "1s"), ("UMask", "0022")]
+    # A new holder is a new master: the daemons' crash counts and throttles start afresh (its own stay).
+    clear = (f"for f in {_sh(instance.throttle_dir)}/*.crashes; do [ -f \"$f\" ] || continue; n=${{f##*/}}; "
+             f"n=${{n%.crashes}}; [ \"$n\" = {_sh(instance.holder)} ] && continue; rm -f -- \"$f\"; "
+             f"systemctl reset-failed -q -- \"{instance.crash_unit.replace('@.', '@$n.', 1)}\" 2>/dev/null; done; exit 0")
+    gate, timeout = _crash_gate(instance)
+    service += [gate, ("ExecStartPre", _sh_exec(clear)), timeout]
     service += _sandbox.holder_directives(runtime_directory=instance.run_dir, queue_directory=instance.queue_directory,
                                           data_directory=instance.data_directory)
+    result.units[instance.crash_unit] = render_unit(
+        # Failed while the unit it is named after is throttled (see _crash_gate).
+        [("Unit", [("Description", f"Postfix {name}: throttled after repeated abnormal exits (the unit in this name)"),
+                   ("Documentation", "man:master(8)"), ("DefaultDependencies", "no"), ("StartLimitIntervalSec", "0")]),
+         ("Service", [("Type", "oneshot"), ("Slice", instance.slice), ("ExecStart", "/bin/false"),
+                      *_sandbox.wakeup_directives(mail_owner=instance.mail_owner, mail_group=instance.group)])],
+        header=header)
     result.units[instance.holder + ".service"] = render_unit(
         [("Unit", [("Description", f"Postfix {name}: status holder (drains daemon status, grows pools)"),
                    ("PartOf", instance.target), ("StartLimitIntervalSec", "0"),

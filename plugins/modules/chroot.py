@@ -14,7 +14,9 @@ description:
     host (libc, library directories, C(/etc/nsswitch.conf), who owns C(/dev/log)), exactly as the filter
     P(mailfleet.postfix.master_cf_chroot_plan#filter) does, and makes the jail under C(queue_directory)
     hold exactly that.
-  - Copies only what differs (content, mode, owner root), atomically. Removes what an earlier run placed
+  - Copies only what differs (content, mode, owner), atomically. Each copy keeps the permission bits and the
+    owner and group of its source (a C(0640 root:postfix) file stays that in the jail; set-uid, set-gid and
+    sticky bits are dropped), so nothing is more readable in the jail than on the host. Removes what an earlier run placed
     and the plan no longer needs; a manifest of what this module placed is kept in the jail as
     C(etc/.mailfleet-chroot-manifest). Files it did not place (for example Debian's own copies) are
     overwritten when the plan needs them, never removed otherwise.
@@ -47,9 +49,18 @@ options:
       - Further host files to copy into the jail, as absolute paths below C(/etc), C(/lib*), C(/usr) or
         C(/dev); the jail path is the same path below C(queue_directory).
       - The equivalent of Debian's C(chroot_extra_files).
+      - A file that is not world-readable on the host is refused unless O(allow_private_extra_files) is set.
+        C(/etc/shadow), C(/etc/gshadow), C(/etc/sudoers), C(/etc/ssl/private/*) and SSH host keys are always
+        refused; no chrooted Postfix daemon reads them.
     type: list
     elements: path
     default: []
+  allow_private_extra_files:
+    description:
+      - Copy O(extra_files) that are not world-readable on the host (for example a C(0640 root:postfix) file).
+        The copy keeps the source's mode and owner, but it is one more place where the file can be read.
+    type: bool
+    default: false
   reload:
     description:
       - When the jail changed, reload the instance's running master (C(SIGHUP), as C(postfix reload) does).
@@ -251,8 +262,24 @@ def verify_checks(module: AnsibleModule, plan: Plan, owner: str) -> tuple[list[s
     return names, services, users
 
 
+def check_extra_files(module: AnsibleModule) -> None:
+    """Refuse, before anything is read or written, an extra file that only some users may read."""
+    if module.params["allow_private_extra_files"]:
+        return
+    for path in module.params["extra_files"]:
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):  # missing: the plan warns; NUL: the plan refuses
+            continue
+        if not mode & 0o004:
+            module.fail_json(msg=f"extra_files: {path} is not world-readable (mode {mode & 0o7777:04o}); nothing was "
+                                 "changed. Copying it into the jail makes it readable to a compromised daemon: set "
+                                 "allow_private_extra_files to copy it anyway")
+
+
 def run(module: AnsibleModule) -> dict[str, Any]:
     config_dir = module.params["config_dir"]
+    check_extra_files(module)
     master_path = os.path.join(config_dir, "master.cf")
     try:
         # Postfix reads master.cf as bytes: keep what is not UTF-8 (a Latin-1 comment) as it is.
@@ -326,6 +353,7 @@ def main() -> None:
             "config_dir": {"type": "path", "default": "/etc/postfix"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "extra_files": {"type": "list", "elements": "path", "default": []},
+            "allow_private_extra_files": {"type": "bool", "default": False},
             "reload": {"type": "bool", "default": True},
             "verify": {"type": "bool", "default": False},
             "verify_names": {"type": "list", "elements": "str", "default": ["localhost"]},

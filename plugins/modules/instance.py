@@ -32,6 +32,9 @@ options:
   name:
     description:
       - The instance name, C(multi_instance_name). It must start with V(postfix-).
+      - After V(postfix-) come at most 32 ASCII letters, digits, V(_), V(.) and V(-), not starting with V(-),
+        and not V(.), V(..) or V(default). The name becomes directory and systemd unit names; C(postmulti)
+        allows more characters, but those would be read by systemd or leave the directory.
       - V(-) means the primary instance. It always exists, so the module only returns its directories.
     type: str
     required: true

@@ -16,11 +16,19 @@ description:
     with C(postfix -c DIR start) (never through C(postmulti) or the multi-instance wrapper). C(postfix -c DIR
     check) runs before every start, reload is C(postfix -c DIR reload), stop is C(postfix -c DIR stop).
   - Hardening is computed from what master.cf runs, and every directive is explained in the unit's header
-    comment and in RV(hardening). An instance without local, virtual, pipe and spawn entries (an edge) gets
-    C(NoNewPrivileges), C(ProtectHome), C(ProtectSystem=strict) with only the queue and data directories
-    writable, C(PrivateTmp), C(PrivateDevices), a system call filter and a minimal capability bounding set.
-    An instance with local or pipe delivery keeps set-uid/set-gid execution (users' C(.forward) commands,
-    C(sendmail) through set-gid C(postdrop)), home directories and a shared C(/tmp).
+    comment and in RV(hardening). One unit holds every process master(8) starts, so it allows the union of
+    what the instance's entries need and nothing more. Every instance gets C(PrivateTmp), C(PrivateDevices),
+    C(RestrictSUIDSGID), C(RestrictNamespaces), C(ProtectClock), the address families C(AF_UNIX AF_INET
+    AF_INET6 AF_NETLINK), a system call filter (C(@system-service)) and a minimal capability bounding set.
+    An instance without local, virtual, pipe and spawn entries (an edge) also gets C(NoNewPrivileges),
+    C(ProtectHome), C(MemoryDenyWriteExecute) and C(ProtectSystem=strict) with only the queue and data
+    directories writable. Entries that run programs (local, pipe, spawn) give up C(NoNewPrivileges) (a
+    C(.forward) that runs C(sendmail) needs set-gid C(postdrop)), C(MemoryDenyWriteExecute) and
+    C(ProtectSystem=strict) (C(full) instead); local and pipe also give up C(ProtectHome) (C(~/Maildir),
+    C(.forward)). The scores of each kind are in the collection's docs/chroot.md.
+  - A master.cf command that is not a Postfix daemon (a typo such as C(smptd), or a program of its own) is
+    refused, since it would run inside the same unit as smtpd. Run programs through pipe(8) or spawn(8), or
+    name a daemon written for master(8) in O(custom_commands).
   - When entries run chrooted, it also installs C(postfix-NAME-jail.path) and C(postfix-NAME-jail.service),
     which refresh the jail from its host sources when one of them changes (C(/etc/resolv.conf), C(/etc/hosts),
     CA directories, ...) and before every start, with the C(chroot-sync) helper this module installs in
@@ -67,6 +75,17 @@ options:
       - Where the C(chroot-sync) helper is installed.
     type: path
     default: /usr/libexec/mailfleet-postfix
+  custom_commands:
+    description:
+      - master.cf commands (the 8th field, exactly as written) that are not Postfix daemons and may run anyway,
+        for example a third-party daemon written for master(8).
+      - The unit then gets what pipe(8) programs get (no C(NoNewPrivileges), no C(ProtectHome), C(ProtectSystem=full),
+        no C(MemoryDenyWriteExecute)); every other sandbox setting stays. A program that needs more than that
+        needs a drop-in of your own.
+      - Any other command that is not a Postfix daemon makes the module fail, naming the master.cf line.
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment:
   - mailfleet.postfix.attributes
 attributes:
@@ -370,7 +389,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     absent = module.params["state"] == "absent"
     try:
         watch = jail_watch(master_text, params, config_dir) if module.params["jail"] and not absent else []
-        generated = build_classic_units(master_text, params, jail_watch=watch, source=master_path,
+        # Removing needs only the names: a master.cf this module would refuse must not block it.
+        generated = build_classic_units("" if absent else master_text, params, jail_watch=watch, source=master_path,
+                                        custom_commands=module.params["custom_commands"],
                                         extra={"libexec_directory": module.params["libexec_dir"],
                                                "python": sys.executable or "/usr/bin/python3",
                                                "distribution_unit": " ".join(master_units(
@@ -412,6 +433,7 @@ def main() -> None:
             "jail": {"type": "bool", "default": True},
             "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
             "libexec_dir": {"type": "path", "default": "/usr/libexec/mailfleet-postfix"},
+            "custom_commands": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )

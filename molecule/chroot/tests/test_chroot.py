@@ -93,6 +93,20 @@ def test_jail_holds_the_planned_files_with_a_manifest(mail: Any) -> None:
             assert mail.file(f"{jail}/{name}").is_file, f"{jail}/{name}"
 
 
+def test_jail_copy_keeps_the_source_mode_and_owner(mail: Any) -> None:
+    source, copy = "/etc/mailfleet-jail-probe", "/var/spool/postfix/etc/mailfleet-jail-probe"
+    assert mail.check_output(f"stat -c '%a %U %G' {copy}") == "640 root postfix"
+    # The sandboxed refresh unit (CapabilityBoundingSet=CAP_CHOWN) keeps them too.
+    marker = f"# mailfleet-{uuid.uuid4().hex[:8]}"
+    mail.check_output(f"echo '{marker}' >> {source}")
+    try:
+        mail.check_output("systemctl start postfix-default-jail.service")
+        assert marker in mail.check_output(f"cat {copy}")
+        assert mail.check_output(f"stat -c '%a %U %G' {copy}") == "640 root postfix"
+    finally:
+        mail.run(f"sed -i '/{marker}/d' {source}")
+
+
 def test_path_unit_refreshes_the_jail_when_hosts_changes(mail: Any) -> None:
     marker = f"# mailfleet-{uuid.uuid4().hex[:8]}"
     mail.check_output(f"echo '{marker}' >> /etc/hosts")
@@ -158,10 +172,39 @@ def test_local_delivery_and_setgid_postdrop_work_in_the_delivery_instance(mail: 
     token = f"mailfleet-local-{uuid.uuid4().hex[:8]}"
     assert send(mail, "alice@local.test", token).rc == 0  # edge -> 127.0.0.1:2525 -> local(8)
     wait_for(lambda: mail.run(f"grep -q {token} /var/mail/alice").rc == 0, "local delivery to alice")
-    # alice's .forward runs sendmail, which needs set-gid postdrop: no NoNewPrivileges here.
+    # .forward: a Maildir in alice's home (ProtectHome=no), and sendmail, which needs set-gid postdrop.
+    wait_for(lambda: mail.run(f"grep -rq {token} /home/alice/Maildir/new").rc == 0, "the .forward copy to ~/Maildir")
+    assert mail.check_output("stat -c %U /home/alice/Maildir/new") == "alice"
     wait_for(lambda: mail.run(f"grep -q {token} /var/mail/carol").rc == 0, "the .forward copy via postdrop")
-    unit = mail.check_output(f"systemctl cat {DELIVERY_UNIT}")
-    assert "NoNewPrivileges=no" in unit and "ProtectHome=no" in unit
+    # Only what local and pipe need is relaxed; smtpd in the same unit keeps the rest.
+    shown = mail.check_output(f"systemctl show {DELIVERY_UNIT} -p NoNewPrivileges -p ProtectHome -p PrivateDevices "
+                              "-p PrivateTmp -p RestrictSUIDSGID -p RestrictNamespaces -p ProtectClock "
+                              "-p RestrictAddressFamilies -p SystemCallFilter")
+    got = dict(line.split("=", 1) for line in shown.splitlines())
+    assert got["NoNewPrivileges"] == "no" and got["ProtectHome"] == "no"
+    for key in ("PrivateDevices", "PrivateTmp", "RestrictSUIDSGID", "ProtectClock"):
+        assert got[key] == "yes", key
+    assert got["RestrictNamespaces"] != "no" and got["SystemCallFilter"] not in ("", "~")
+    assert set(got["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+
+
+def test_no_new_privileges_would_break_the_forward_through_postdrop(mail: Any) -> None:
+    """The one relaxation local(8) cannot do without, shown: with NoNewPrivileges postdrop loses its set-gid."""
+    dropin = f"/run/systemd/system/{DELIVERY_UNIT}.d/mailfleet-nnp.conf"
+    token = f"mailfleet-nnp-{uuid.uuid4().hex[:8]}"
+    since = mail.check_output("date +%s")
+    mail.check_output(f"mkdir -p {dropin.rpartition('/')[0]} && printf '[Service]\\nNoNewPrivileges=yes\\n' > {dropin}"
+                      f" && systemctl daemon-reload && systemctl restart {DELIVERY_UNIT}")
+    try:
+        assert send(mail, "alice@local.test", token).rc == 0
+        wait_for(lambda: mail.run(f"grep -q {token} /var/mail/alice").rc == 0, "local delivery to alice")
+        wait_for(lambda: "mail_queue_enter: create file maildrop/" in mail.check_output(
+            f"journalctl --no-pager --since @{since} -t postfix/postdrop"), "postdrop's permission error")
+        assert mail.run(f"grep -q {token} /var/mail/carol").rc != 0
+    finally:
+        mail.check_output(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart {DELIVERY_UNIT}")
+    mail.check_output("postqueue -f")
+    wait_for(lambda: mail.run(f"grep -q {token} /var/mail/carol").rc == 0, "the deferred .forward copy after the fix")
 
 
 def test_edge_and_delivery_hardening_differ_as_computed(mail: Any) -> None:
@@ -171,7 +214,8 @@ def test_edge_and_delivery_hardening_differ_as_computed(mail: Any) -> None:
     assert "NoNewPrivileges=no" in delivery and "ProtectHome=no" in delivery
 
 
-@pytest.mark.parametrize(("unit", "limit"), [(EDGE_UNIT, 4.0), (DELIVERY_UNIT, 9.6)])
+# docs/chroot.md: local + pipe relax only what their programs need (6.8 before, when they dropped everything).
+@pytest.mark.parametrize(("unit", "limit"), [(EDGE_UNIT, 3.0), (DELIVERY_UNIT, 3.5)])
 def test_exposure(mail: Any, unit: str, limit: float, capsys: pytest.CaptureFixture[str]) -> None:
     out = mail.run(f"systemd-analyze security --offline=yes /etc/systemd/system/{unit}")
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out.stdout + out.stderr)
@@ -181,4 +225,4 @@ def test_exposure(mail: Any, unit: str, limit: float, capsys: pytest.CaptureFixt
     with capsys.disabled():
         print(f"\nexposure {unit}: {score} (Debian postfix@.service: "
               f"{re.findall(r'exposure level for [^:]+: ([0-9.]+)', debian.stdout)})")
-    assert score <= limit if limit == 4.0 else score < limit
+    assert score <= limit

@@ -26,7 +26,7 @@ EDGES = [spec.split("://", 1)[1] for spec in hosts_in_group("edge")]
 SERVERS = EDGES + [spec.split("://", 1)[1] for spec in hosts_in_group("delivery")]
 DOMAIN = "faults.example"
 # Ceiling for the unit that runs the internet-facing smtpd (systemd-analyze security scale, 0-10).
-SMTPD_EXPOSURE_MAX = 2.0
+SMTPD_EXPOSURE_MAX = 1.5
 
 # Runs on the client: one SMTP session per probe, raw commands (smtplib would unquote addresses).
 PROBE = r"""

@@ -193,6 +193,38 @@ def test_sandbox_of_smtpd_is_enforced(mail: Any) -> None:
     assert out.returncode != 0 and "Read-only file system" in out.stderr
 
 
+# A memcache server (the text protocol dict_memcache speaks: get, set, delete) that prints what it is
+# asked; "ask PORT LINE" sends it one line as a client and prints the reply.
+MEMCACHE = r"""
+import socket, socketserver, sys
+STORE = {}
+class Memcache(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            words = line.decode().split()
+            print(*words, flush=True)
+            if words[:1] == ["get"]:
+                value = STORE.get(words[1])
+                found = b"VALUE %s 0 %d\r\n%s\r\n" % (words[1].encode(), len(value), value) if value else b""
+                self.wfile.write(found + b"END\r\n")
+            elif words[:1] == ["set"]:
+                STORE[words[1]] = self.rfile.read(int(words[4]) + 2)[:-2]
+                self.wfile.write(b"STORED\r\n")
+            elif words[:1] == ["delete"]:
+                self.wfile.write(b"DELETED\r\n" if STORE.pop(words[1], None) else b"NOT_FOUND\r\n")
+            else:
+                self.wfile.write(b"ERROR\r\n")
+if sys.argv[1] == "serve":
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[2])), Memcache).serve_forever()
+with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=3) as conn:
+    conn.sendall(sys.argv[3].encode() + b"\r\n")
+    print(conn.recv(100).decode().strip())
+"""
+MEMCACHE_PORT = 11211
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 
@@ -261,6 +293,168 @@ def test_postfix_status_answers(mail: Any) -> None:
     assert mail.run("postfix start").rc != 0
 
 
+# Runs as root on the mail host: a child drops to mail_owner, is put into qmgr's cgroup (where a
+# compromised daemon of the instance runs), and sends forged and broken requests to the holder.
+ATTACK = r"""
+import json, os, pwd, socket, sys
+SOCK, QMGR = sys.argv[1], sys.argv[2]
+
+def ask(data, fds=()):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.settimeout(10)
+        conn.connect(SOCK)
+        socket.send_fds(conn, [data], list(fds))
+        return conn.recv(1 << 20).decode(errors="replace")
+
+def cgroup_of(pid):
+    return [l.split(":", 2)[2] for l in open(f"/proc/{pid}/cgroup").read().splitlines() if l.startswith("0::")][0]
+
+# /proc/PID/cgroup may name the container's cgroup from the host's root, and /sys/fs/cgroup may be
+# the host's tree or the container's own subtree: try the path as it is and below the container's root.
+root = cgroup_of(1).rsplit("/", 1)[0]
+full = cgroup_of(sys.argv[3])
+paths = {full, full[len(root):]}
+go_r, go_w = os.pipe()
+out_r, out_w = os.pipe()
+child = os.fork()
+if child == 0:
+    pw = pwd.getpwnam("postfix")
+    os.setgroups([])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    os.read(go_r, 1)
+    a, _b = socket.socketpair()
+    null = os.open("/dev/null", os.O_RDONLY)
+    own = f"unit={QMGR}\n".encode()
+    res = {
+        "another unit": ask(b"unit=postfix-default-smtp-inet@9.service\nmaxproc=0\nlock=pid/master.pid\n", [a.fileno()]),
+        "foreign prefix": ask(b"unit=evil@1.service\nmaxproc=0\n", [a.fileno()]),
+        "own unit, forged options": ask(own + b"maxproc=0\nmax_use=1\nlock=pid/master.pid\nstamp=/etc/evil\n", [a.fileno()]),
+        "listener not a socket": ask(own, [a.fileno(), null]),
+        "status not a socket": ask(own, [null]),
+        "not UTF-8": ask(b"\xff\xfe\x00unit\n"),
+        "too long": ask(b"x" * 100000),
+        "too many descriptors": ask(own, [a.fileno()] * 80),
+        "retire as mail_owner": ask(b"command=retire\npid=1\n"),
+        "status": ask(b"command=status\n"),
+    }
+    os.write(out_w, json.dumps({"pid": os.getpid(), "replies": res}).encode())
+    os._exit(0)
+# cgroup v2, or the hybrid layout's unified and name=systemd hierarchies: the child goes into each.
+moved = 0
+for base in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+    for path in paths:
+        if os.path.exists(f"{base}{path}/cgroup.procs"):
+            with open(f"{base}{path}/cgroup.procs", "w") as procs:
+                procs.write(str(child))
+            moved += 1
+assert moved, f"no cgroup directory for {full}"
+assert cgroup_of(child).endswith("/" + QMGR), cgroup_of(child)
+os.write(go_w, b"x")
+os.close(out_w)
+data = b""
+while chunk := os.read(out_r, 65536):
+    data += chunk
+os.waitpid(child, 0)
+print(data.decode())
+"""
+
+
+def test_holder_trusts_no_request(mail: Any) -> None:
+    """Issue 14: mail_owner cannot make the holder chown, start or resize anything outside its own
+    unit's pool; garbage is refused and logged, and the holder (and mail) go on."""
+    qmgr = "postfix-default-qmgr-unix.service"
+    holder_pid = unit_prop(mail, f"{HOLDER}.service", "MainPID")
+    pid_file = "/var/spool/postfix/pid/master.pid"
+    before = mail.run(f"stat -c '%u:%g %a %s %Y' {pid_file}; cat {pid_file}").stdout
+    since = mail.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    time.sleep(1)
+    res = subprocess.run(["podman", "exec", "-i", MAIL, "python3", "-", HOLDER_SOCK, qmgr, unit_prop(mail, qmgr, "MainPID")],
+                         input=ATTACK, capture_output=True, text=True, check=False, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    got = out["replies"]
+    print(f"holder: {json.dumps(got)[:2000]}")
+    status = json.loads(got.pop("status"))
+    for name in ("another unit", "foreign prefix"):
+        assert "registers as" in got[name] or "not in a unit" in got[name], (name, got[name])
+    assert got.pop("own unit, forged options") == "OK"  # it is qmgr's process: its own pool, nothing more
+    assert all(reply.startswith("ERR") for reply in got.values()), got
+    assert status["postfix-default-qmgr-unix"]["maxproc"] == 1
+    assert "postfix-default-smtp-inet@9.service" not in json.dumps(status) and "evil" not in json.dumps(status)
+    assert mail.run("systemctl list-units --all --plain --no-legend 'postfix-default-smtp-inet@9.service' 'evil*'").stdout.strip() == ""
+    assert mail.run(f"stat -c '%u:%g %a %s %Y' {pid_file}; cat {pid_file}").stdout == before
+    assert not mail.file("/etc/evil").exists
+    assert unit_prop(mail, f"{HOLDER}.service", "MainPID") == holder_pid
+    logged = mail.run(f"journalctl --no-pager -o cat -u {HOLDER}.service --since '{since}'").stdout
+    assert logged.count(f"refused a request of pid {out['pid']} ") == len(got), logged
+    # data_directory is mail_owner's: a symlink it puts at master.lock is replaced at the next holder
+    # start, never followed (the holder is root).
+    shadow = mail.run("stat -c '%u:%g %a %s %Y' /etc/shadow").stdout
+    planted = mail.run("runuser -u postfix -- ln -sfn /etc/shadow /var/lib/postfix/master.lock")
+    assert planted.rc == 0, planted.stderr
+    assert mail.run(f"systemctl restart {HOLDER}.service").rc == 0
+    wait_for(lambda: mail.run("postfix status").rc == 0, "postfix status after the holder restart", timeout=30)
+    lock = mail.file("/var/lib/postfix/master.lock")
+    assert lock.is_file and not lock.is_symlink and lock.user == "postfix" and lock.mode == 0o600
+    assert mail.run("stat -c '%u:%g %a %s %Y' /etc/shadow").stdout == shadow
+    new_pid = unit_prop(mail, f"{HOLDER}.service", "MainPID")
+    assert mail.file(pid_file).content_string.split() == [new_pid] and mail.file(pid_file).user == "root"
+    subject = f"after-attack-{token()}"
+    assert swaks(mail, "root@localhost", subject).rc == 0
+    wait_for(in_mailbox(mail, "root", subject), "mail after the forged requests", explain=lambda: mail_state(mail))
+
+
+def test_daemons_without_ip_reach_their_table_servers(mail: Any) -> None:
+    """verify(8) and virtual(8) run with IPAddressDeny=any unless their own tables need a server.
+
+    verify keeps its cache in memcache here (memcache_table(5)): the unit lifts the filter and the
+    probe result reaches the server. virtual(8) refuses tcp:, socketmap: and memcache: tables itself
+    (DICT_FLAG_PARANOID), so for it only the rendered lines are checked.
+    """
+    gen = "/run/systemd/generator"
+    verify, virtual = f"{gen}/postfix-default-verify-unix.service", f"{gen}/postfix-default-virtual-unix@.service"
+
+    def ip_lines(unit: str) -> list[str]:
+        return [line for line in mail.file(unit).content_string.splitlines() if line.startswith("IPAddress")]
+
+    assert ip_lines(verify) == ip_lines(virtual) == ["IPAddressDeny=any"]
+    script, server = "/usr/local/lib/memcache.py", "mailfleet-memcache"
+    assert mail.run(f"cat > {script} <<'EOF'\n{MEMCACHE}\nEOF\n"
+                    f"echo 'memcache = inet:127.0.0.1:{MEMCACHE_PORT}' > /etc/postfix/verify-memcache.cf && "
+                    "cp -p /etc/postfix/main.cf /root/main.cf.pre-memcache && "
+                    f"systemd-run -q --collect --unit={server} python3 {script} serve {MEMCACHE_PORT}").rc == 0
+    try:
+        settings = {
+            "address_verify_map": "memcache:/etc/postfix/verify-memcache.cf",
+            "address_verify_cache_cleanup_interval": "0",  # memcache cannot list its keys
+            "smtpd_recipient_restrictions": "reject_unverified_recipient",
+            "virtual_mailbox_domains": "virt.test", "virtual_mailbox_maps": "tcp:127.0.0.1:7781",
+        }
+        out = mail.run("postconf -e " + " ".join(f"'{k}={v}'" for k, v in settings.items()) + " && postfix reload")
+        assert out.rc == 0, out.stderr
+        wait_for(lambda: ip_lines(verify) == [], "the regenerated verify unit", timeout=15,
+                 explain=lambda: str(ip_lines(verify)))
+        assert ip_lines(virtual) == ["IPAddressDeny=any", "IPAddressAllow=127.0.0.1"]
+        # IP filtering is enforced in the lab (cgroup BPF): the server answers this unit's peers, and
+        # a unit with IPAddressDeny=any (verify before table_network) does not reach it.
+        ask = f"python3 {script} ask {MEMCACHE_PORT} 'get mailfleet-probe'"
+        open_ = mail.run(f"systemd-run -q --collect --wait --pipe {ask}")
+        assert open_.stdout.strip() == "END", open_.stdout + open_.stderr
+        deny = mail.run(f"systemd-run -q --collect --wait --pipe -p IPAddressDeny=any {ask}")
+        assert deny.rc != 0 and ("timed out" in deny.stderr or "not permitted" in deny.stderr), deny.stderr
+        # smtpd asks verify, verify looks the address up, probes it and stores the result in memcache.
+        swaks(mail, "root@localhost", f"verify-{token()}")
+        wait_for(lambda: mail.run(f"journalctl -b -q -o cat -u {server} | grep -qx 'set root@localhost .*'").rc == 0,
+                 "verify(8) to store its probe result in memcache", timeout=30,
+                 explain=lambda: mail.run(f"journalctl -b --no-pager -n 20 -u {server} -t postfix/verify "
+                                          "-t postfix/smtpd").stdout)
+    finally:
+        mail.run("cp -p /root/main.cf.pre-memcache /etc/postfix/main.cf && postfix reload; "
+                 f"systemctl stop {server}; rm -f {script} /etc/postfix/verify-memcache.cf")
+    assert ip_lines(verify) == ip_lines(virtual) == ["IPAddressDeny=any"]
+
+
 def test_reload_picks_up_a_changed_o_override(mail: Any) -> None:
     ip = container_ip(MAIL)
     banner = f"reload-{token()}.mailfleet.test"
@@ -309,6 +503,49 @@ def test_reload_adds_and_removes_services(mail: Any) -> None:
              explain=lambda: mail.run(f"systemctl status --no-pager {unit}").stdout)
     assert unit_prop(mail, unit, "ActiveState") in ("inactive", ""), unit_prop(mail, unit, "ActiveState")
     assert mail.run("systemctl list-units --failed --plain --no-legend").stdout.strip() == ""
+
+
+def test_a_crash_looping_service_is_throttled_visibly_and_recovers(mail: Any) -> None:
+    """master(8) throttles a service whose processes die at start (service_throttle_time): so do the units."""
+    worker = "postfix-default-crashy-unix@1.service"
+    crash = "postfix-default-crash@postfix-default-crashy-unix@1.service"
+
+    def state() -> str:
+        return mail.run(f"systemctl status --no-pager -n 20 '{worker}' '{crash}'; "
+                        "systemctl list-units --failed --plain --no-legend").stdout
+
+    assert mail.run("postconf -e service_throttle_time=10s").rc == 0
+    # A bad time value: every smtp(8) process dies at start, before it serves anyone.
+    assert mail.run("postconf -M crashy/unix='crashy unix - - n - - smtp -o ipc_timeout=bogus'").rc == 0
+    try:
+        assert mail.run("postfix reload").rc == 0
+        wait_for(lambda: mail.run("test -S /var/spool/postfix/private/crashy").rc == 0, "the new listener", 30)
+        started = time.monotonic()
+        mail.run("python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('/var/spool/postfix/private/crashy')\"")
+        wait_for(lambda: mail.run(f"systemctl is-failed --quiet '{crash}'").rc == 0, "a visible failed state", 40,
+                 explain=state)
+        print(f"crash back-off: failed state after {time.monotonic() - started:.1f} s")
+        assert crash in failed_units(mail)
+        # Throttled: no further attempt while the back-off lasts, and the listener stays up for the clients.
+        restarts = unit_prop(mail, worker, "NRestarts")
+        time.sleep(4)
+        assert unit_prop(mail, worker, "NRestarts") == restarts, state()
+        assert unit_prop(mail, worker, "SubState") == "start-pre", state()
+        assert unit_prop(mail, "postfix-default-crashy-unix.socket", "ActiveState") == "active"
+        # The rest of the instance keeps delivering.
+        subject = f"during-crash-loop-{token()}"
+        assert swaks(mail, "root@localhost", subject).rc == 0
+        wait_for(in_mailbox(mail, "root", subject), "delivery while a service is throttled", 30)
+        # Fault removed: after the back-off the service starts by itself and nothing stays failed.
+        assert mail.run("postconf -M crashy/unix='crashy unix - - n - - smtp'").rc == 0
+        assert mail.run("postfix reload").rc == 0
+        wait_for(lambda: unit_prop(mail, worker, "SubState") == "running", "the repaired service to run", 40,
+                 explain=state)
+        wait_for(lambda: failed_units(mail) == "", "no failed unit after the back-off", 20, explain=state)
+    finally:
+        mail.run("postconf -MX crashy/unix; postconf -X service_throttle_time; postfix reload")
+        mail.run(f"systemctl reset-failed '{crash}'")
+    wait_for(lambda: failed_units(mail) == "", "no failed unit after the removal", 30, explain=state)
 
 
 def test_postfix_stop_stops_the_instance(mail: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _bridge
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _bridge, _generator, _units
 
 BRIDGE = Path(_bridge.__file__)
 PYTHON = sys.executable
@@ -79,6 +79,11 @@ LAUNCHER = (
     "for i, fd in enumerate(src): os.dup2(fd, 100 + i)\n"
     "for i in range(n): os.dup2(100 + i, 3 + i); os.close(100 + i)\n"
     "os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = str(n)\n"
+    # The cgroup systemd would have put this process in, in the holder's fake /proc (--proc).
+    "cg = os.environ.pop('FAKE_CGROUP', '')\n"
+    "if cg:\n"
+    "    os.makedirs(os.path.join(os.environ['FAKE_PROC'], str(os.getpid())), exist_ok=True)\n"
+    "    open(os.path.join(os.environ['FAKE_PROC'], str(os.getpid()), 'cgroup'), 'w').write('0::' + cg + '\\n')\n"
     "os.execv(sys.argv[2 + n], sys.argv[2 + n:])\n"
 )
 
@@ -118,31 +123,54 @@ class Env:
         self.launcher.write_text(LAUNCHER)
         self.holder: subprocess.Popen[bytes] | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
+        # What systemd and the generator would provide: the cgroup of each process, and the unit set.
+        self.proc = tmp / "proc"
+        (self.proc / "self").mkdir(parents=True)
+        (self.proc / "self" / "cgroup").write_text("0::/t.slice/t-holder.service\n")
+        self.units_set = self.run / "units.set"
+        self.units: dict[str, str] = {}
 
     def start_holder(self) -> None:
         owner, group = me()
-        self.holder = subprocess.Popen(
-            [PYTHON, "-I", "-S", str(BRIDGE), "holder", "--listen", str(self.sock), "--flow", str(self.flow),
-             "--stamps", str(self.stamps), "--queue-directory", str(self.queue), "--owner", owner,
-             "--group", group, "--systemctl", str(self.systemctl), "--target", "t.target",
-             "--data-directory", str(self.data)])
+        self.log = self.tmp / "holder.log"
+        with open(self.log, "ab") as log:
+            self.holder = subprocess.Popen(
+                [PYTHON, "-I", "-S", str(BRIDGE), "holder", "--listen", str(self.sock), "--flow", str(self.flow),
+                 "--stamps", str(self.stamps), "--queue-directory", str(self.queue), "--owner", owner,
+                 "--group", group, "--systemctl", str(self.systemctl), "--target", "t.target",
+                 "--data-directory", str(self.data), "--units-set", str(self.units_set), "--proc", str(self.proc)],
+                stderr=log)
         assert wait_for(self.sock)
         time.sleep(0.1)
 
-    def bridge(self, listeners: list[socket.socket], *, unit: str = "x.service", maxproc: str = "1",
+    def bridge(self, listeners: list[socket.socket], *, unit: str = "t-x-unix.service", maxproc: str = "1",
                mode: str = "report", extra: list[str] | None = None, report: str = "report.json",
-               env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+               env: dict[str, str] | None = None, cgroup: str | None = None,
+               claim: list[str] | None = None, listed: bool = True) -> tuple[subprocess.Popen[bytes], Path]:
+        """A worker of ``unit`` (its cgroup: ``cgroup``), whose bridge options the unit set has too;
+        ``claim`` adds options only the request carries (what a forged registration says)."""
         out = self.tmp / report
         fds = [s.fileno() for s in listeners]
+        options = ["--holder", str(self.sock), "--flow", str(self.flow), "--maxproc", maxproc, *(extra or [])]
+        if listed:
+            self.add_unit(unit, options)
         cmd = [PYTHON, str(self.launcher), str(len(fds)), *map(str, fds),
-               PYTHON, "-I", "-S", str(BRIDGE), "run", "--holder", str(self.sock), "--flow", str(self.flow),
-               "--maxproc", maxproc, *(extra or []), "--unit", unit, "--", PYTHON, "fakedaemon", str(self.fake),
-               "-t", "unix"]
-        environ = {"PATH": "/usr/bin:/bin", "FAKE_REPORT": str(out), "FAKE_MODE": mode, **(env or {})}
+               PYTHON, "-I", "-S", str(BRIDGE), "run", *options, *(claim or []), "--unit", unit,
+               "--", PYTHON, "fakedaemon", str(self.fake), "-t", "unix"]
+        environ = {"PATH": "/usr/bin:/bin", "FAKE_REPORT": str(out), "FAKE_MODE": mode, "FAKE_PROC": str(self.proc),
+                   "FAKE_CGROUP": f"/t.slice/{unit}" if cgroup is None else cgroup, **(env or {})}
         proc = subprocess.Popen(cmd, pass_fds=fds, cwd=self.queue, env=environ, stderr=subprocess.PIPE,
                                 preexec_fn=lambda: os.umask(0o022))
         self.procs.append(proc)
         return proc, out
+
+    def add_unit(self, unit: str, options: list[str]) -> None:
+        """The unit's file in the unit set, with a `bridge run` ExecStart= as the generator writes it."""
+        stem, at, _number = unit.partition("@")
+        words = [PYTHON, "-I", "-S", str(BRIDGE), "run", *options, "--unit", "%n", "--", "/usr/lib/postfix/sbin/x", "x"]
+        self.units[f"{stem}@.service" if at else unit] = (
+            "[Service]\nExecStart=" + " ".join(_units.exec_quote(w) for w in words) + "\n")
+        _generator.save_set(str(self.units_set), {**self.units, "t.target": "[Unit]\n"})
 
     def status(self) -> dict[str, dict[str, object]]:
         return json.loads(_bridge.request(str(self.sock), {"command": "status"}))
@@ -215,11 +243,13 @@ def test_run_imports_only_cheap_modules(env: Env) -> None:
     # the interpreter's start-up time. -X importtime lists every module run imported before exec.
     listener = unix_listener(env.tmp / "a.sock")
     fd = listener.fileno()
+    env.add_unit("t-x-unix.service", ["--holder", str(env.sock), "--flow", str(env.flow)])
     cmd = [PYTHON, str(env.launcher), "1", str(fd), PYTHON, "-I", "-S", "-X", "importtime", str(BRIDGE), "run",
-           "--holder", str(env.sock), "--flow", str(env.flow), "--unit", "x.service", "--",
+           "--holder", str(env.sock), "--flow", str(env.flow), "--unit", "t-x-unix.service", "--",
            PYTHON, "fakedaemon", str(env.fake)]
     proc = subprocess.run(cmd, pass_fds=[fd], cwd=env.queue, capture_output=True, text=True, check=False, timeout=20,
-                          env={"PATH": "/usr/bin:/bin", "FAKE_REPORT": str(env.tmp / "r.json"), "FAKE_MODE": "report"})
+                          env={"PATH": "/usr/bin:/bin", "FAKE_REPORT": str(env.tmp / "r.json"), "FAKE_MODE": "report",
+                               "FAKE_PROC": str(env.proc), "FAKE_CGROUP": "/t.slice/t-x-unix.service"})
     assert proc.returncode == 0, proc.stderr
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "_socket" in imported
@@ -228,7 +258,7 @@ def test_run_imports_only_cheap_modules(env: Env) -> None:
 
 def test_no_listen_fds_is_an_error(env: Env) -> None:
     proc = subprocess.run([PYTHON, "-I", "-S", str(BRIDGE), "run", "--holder", str(env.sock), "--flow",
-                           str(env.flow), "--unit", "x.service", "--", "/bin/true", "true"],
+                           str(env.flow), "--unit", "t-x-unix.service", "--", "/bin/true", "true"],
                           capture_output=True, text=True, env={"LISTEN_FDS": "1", "LISTEN_PID": "1"}, check=False)
     assert proc.returncode == 1
     assert "no listening socket from systemd" in proc.stderr
@@ -249,19 +279,19 @@ def test_no_holder_fails_fast(tmp_path: Path) -> None:
 
 def test_holder_drains_status_records(env: Env) -> None:
     # 30000 records (360 kB) exceed any socket buffer: they only get through if drained.
-    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="d@1.service", maxproc="5",
+    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="t-d-unix@1.service", maxproc="5",
                            env={"FAKE_RECORDS": "15000"})
     assert wait_for(Path(str(out) + ".ready"), 30)
     status = env.status()
-    assert status["d"]["workers"] == ["d@1.service"]
-    assert status["d"]["available"] == 1
+    assert status["t-d-unix"]["workers"] == ["t-d-unix@1.service"]
+    assert status["t-d-unix"]["available"] == 1
     assert proc.poll() is None  # alive: its status peer stays open
 
 
 def test_reload_closes_status_channels(env: Env) -> None:
     procs = []
     for n in (1, 2):
-        proc, out = env.bridge([unix_listener(env.tmp / f"{n}.sock")], mode="daemon", unit=f"r{n}.service",
+        proc, out = env.bridge([unix_listener(env.tmp / f"{n}.sock")], mode="daemon", unit=f"t-r{n}-unix.service",
                                report=f"r{n}.json")
         assert wait_for(Path(str(out) + ".ready"))
         procs.append((proc, out))
@@ -270,7 +300,7 @@ def test_reload_closes_status_channels(env: Env) -> None:
     for proc, out in procs:
         assert proc.wait(timeout=10) == 0
         assert Path(str(out) + ".eof").exists()
-    assert env.status()["r1"]["workers"] == []
+    assert env.status()["t-r1-unix"]["workers"] == []
     # postfix reload re-reads master.cf first: units regenerated, new entries started.
     assert systemctl_calls(env)[:2] == ["daemon-reload", "start --no-block t.target"]
 
@@ -315,9 +345,82 @@ def test_data_lock_belongs_to_the_mail_owner(tmp_path: Path) -> None:
     # A root-owned master.lock would make a later master(8), which opens it as mail_owner, fail.
     lock = tmp_path / "master.lock"
     lock.touch()
-    fd = _bridge.Holder._master_lock(str(lock), pid=True, owner=(65534, 65534))
+    fds = _bridge.Holder._master_lock(str(tmp_path), "master.lock", mode=0o600, owner=(65534, 65534))
     try:
         assert (lock.stat().st_uid, lock.stat().st_gid) == (65534, 65534)
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _victim(tmp_path: Path) -> tuple[Path, tuple[int, int, int, int]]:
+    victim = tmp_path / "shadow"
+    victim.write_text("root:secret\n")
+    victim.chmod(0o640)
+    st = victim.stat()
+    return victim, (st.st_uid, st.st_gid, st.st_mode, st.st_size)
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hard link", "fifo"])
+def test_data_lock_never_follows_what_mail_owner_put_there(tmp_path: Path, plant: str) -> None:
+    """data_directory is mail_owner's: what is at master.lock is replaced by a file the holder creates,
+    never opened for writing, chowned or truncated (issue 14, item 3)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    victim, before = _victim(tmp_path)
+    lock = data / "master.lock"
+    if plant == "symlink":
+        lock.symlink_to(victim)
+    elif plant == "hard link":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    owner = (65534, 65534) if os.getuid() == 0 else (os.getuid(), os.getgid())
+    fds = _bridge.Holder._master_lock(str(data), "master.lock", mode=0o600, owner=owner)
+    try:
+        st = victim.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode, st.st_size) == before
+        assert victim.read_text() == "root:secret\n"
+        st = lock.lstat()
+        assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and (st.st_uid, st.st_gid) == owner
+        assert lock.read_text().strip() == str(os.getpid())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="a file of another owner needs root")
+def test_master_pid_is_created_fresh(tmp_path: Path) -> None:
+    """A master.pid someone else owns (what the old holder gave away) is replaced, not rewritten: its
+    owner could have made it point anywhere, and postfix stop kills the pid it names."""
+    pid_file = tmp_path / "master.pid"
+    pid_file.write_text("1\n")
+    os.chown(pid_file, 65534, 65534)
+    old = os.open(pid_file, os.O_RDONLY)
+    fds = _bridge.Holder._master_lock(str(tmp_path), "master.pid", mode=0o644)
+    try:
+        st = pid_file.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644)
+        assert pid_file.read_text().strip() == str(os.getpid())
+        assert os.pread(old, 10, 0) == b"1\n"  # the old inode is left alone
+    finally:
+        os.close(old)
+        for fd in fds:
+            os.close(fd)
+
+
+def test_master_lock_held_by_master_refuses(tmp_path: Path) -> None:
+    import fcntl
+
+    lock = tmp_path / "master.lock"
+    lock.write_text("")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running master(8) holds
+    try:
+        with pytest.raises(_bridge.BridgeError, match="master\\(8\\) runs"):
+            _bridge.Holder._master_lock(str(tmp_path), "master.lock", mode=0o600)
+        assert os.path.samestat(os.fstat(fd), lock.stat())  # left in place
     finally:
         os.close(fd)
 
@@ -349,9 +452,9 @@ def test_holder_exit_retires_daemons(env: Env) -> None:
 
 @pytest.mark.skipif(os.getuid() != 0, reason="retire is a root-only request")
 def test_retire_one_daemon(env: Env) -> None:
-    keep, keep_out = env.bridge([unix_listener(env.tmp / "k.sock")], mode="daemon", unit="keep.service",
+    keep, keep_out = env.bridge([unix_listener(env.tmp / "k.sock")], mode="daemon", unit="t-keep-unix.service",
                                 report="k.json")
-    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="verify.service")
+    proc, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="t-verify-unix.service")
     assert wait_for(Path(str(out) + ".ready")) and wait_for(Path(str(keep_out) + ".ready"))
     done = subprocess.run([PYTHON, "-I", "-S", str(BRIDGE), "retire", "--holder", str(env.sock), "--pid",
                            str(proc.pid), "--timeout", "10"], capture_output=True, text=True, check=False)
@@ -378,7 +481,7 @@ def wait_calls(env: Env, count: int, timeout: float = 5.0) -> list[str]:
 def test_pool_grows_per_waiting_client_up_to_maxproc(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
     single = ["--max-use", "100"]  # what single-server workers register with
-    _unused, out = env.bridge([listen], mode="busy", unit="p@1.service", maxproc="4", extra=single)
+    _unused, out = env.bridge([listen], mode="busy", unit="t-p-unix@1.service", maxproc="4", extra=single)
     assert wait_for(Path(str(out) + ".ready"))
     # The only worker is busy but nobody waits: no second worker (master_avail.c would not fork).
     assert wait_calls(env, 1, timeout=1.0) == []
@@ -386,30 +489,30 @@ def test_pool_grows_per_waiting_client_up_to_maxproc(env: Env) -> None:
     for client in clients:
         client.connect(str(env.tmp / "pool.sock"))  # both wait in the backlog
     # One start per waiting client, in one go.
-    assert wait_calls(env, 1) == ["start --no-block p@2.service p@3.service"]
-    assert env.status()["p"]["pending"] == ["p@2.service", "p@3.service"]
+    assert wait_calls(env, 1) == ["start --no-block t-p-unix@2.service t-p-unix@3.service"]
+    assert env.status()["t-p-unix"]["pending"] == ["t-p-unix@2.service", "t-p-unix@3.service"]
     for n in (2, 3):
-        _unused, more = env.bridge([listen], mode="busy", unit=f"p@{n}.service", maxproc="4", report=f"p{n}.json",
+        _unused, more = env.bridge([listen], mode="busy", unit=f"t-p-unix@{n}.service", maxproc="4", report=f"p{n}.json",
                                    extra=single)
         assert wait_for(Path(str(more) + ".ready"))
     for _extra in range(2):
         clients.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         clients[-1].connect(str(env.tmp / "pool.sock"))
     # Two more wait, but maxproc 4 leaves room for one.
-    assert wait_calls(env, 2) == ["start --no-block p@2.service p@3.service", "start --no-block p@4.service"]
+    assert wait_calls(env, 2) == ["start --no-block t-p-unix@2.service t-p-unix@3.service", "start --no-block t-p-unix@4.service"]
     for client in clients:
         client.close()
 
 
 def test_multi_client_pool_grows_by_one(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
-    _unused, out = env.bridge([listen], mode="busy", unit="r@1.service", maxproc="10")  # no --max-use: multi-server
+    _unused, out = env.bridge([listen], mode="busy", unit="t-r-unix@1.service", maxproc="10")  # no --max-use: multi-server
     assert wait_for(Path(str(out) + ".ready"))
     clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _unused in range(3)]
     for client in clients:
         client.connect(str(env.tmp / "pool.sock"))
     # trivial-rewrite queues connections only while inside one request: one more worker, as master forks.
-    assert wait_calls(env, 2, timeout=1.5) == ["start --no-block r@2.service"]
+    assert wait_calls(env, 2, timeout=1.5) == ["start --no-block t-r-unix@2.service"]
     for client in clients:
         client.close()
 
@@ -500,18 +603,18 @@ def test_unknown_backlog_doubles_the_pool(tmp_path: Path) -> None:
 
 def test_worker_at_max_use_gets_a_successor_early(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
-    proc, out = env.bridge([listen], mode="daemon", unit="m@1.service", maxproc="5", extra=["--max-use", "3"],
+    proc, out = env.bridge([listen], mode="daemon", unit="t-m-unix@1.service", maxproc="5", extra=["--max-use", "3"],
                            env={"FAKE_RECORDS": "3"})
     assert wait_for(Path(str(out) + ".ready"))
     end = time.monotonic() + 5
     while not systemctl_calls(env) and time.monotonic() < end:
         time.sleep(0.05)
-    assert systemctl_calls(env) == ["start --no-block m@2.service"]
+    assert systemctl_calls(env) == ["start --no-block t-m-unix@2.service"]
 
 
 def test_pool_at_maxproc_does_not_grow(env: Env) -> None:
     listen = unix_listener(env.tmp / "pool.sock")
-    proc, out = env.bridge([listen], mode="busy", unit="q@1.service", maxproc="1")
+    proc, out = env.bridge([listen], mode="busy", unit="t-q-unix@1.service", maxproc="1")
     assert wait_for(Path(str(out) + ".ready"))
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(str(env.tmp / "pool.sock"))
@@ -535,6 +638,204 @@ def test_holder_refuses_paths_outside_its_directories(env: Env, extra: list[str]
     proc, _unused = env.bridge([unix_listener(env.tmp / "a.sock")], extra=extra)
     assert proc.wait(timeout=20) == 1
     assert proc.stderr and b"refused" in proc.stderr.read()
+
+
+# --------------------------------------------------------------------------- who may register (issue 14)
+
+
+def refusal(proc: subprocess.Popen[bytes]) -> str:
+    assert proc.wait(timeout=20) == 1
+    return proc.stderr.read().decode() if proc.stderr else ""
+
+
+def refusals(env: Env) -> list[str]:
+    return [line for line in env.log.read_text(errors="replace").splitlines() if "refused a request" in line]
+
+
+@pytest.mark.parametrize(("unit", "cgroup", "listed", "why"), [
+    # A process of one unit (a compromised smtpd) registers as another unit of the instance.
+    ("t-y-unix@1.service", "/t.slice/t-x-unix.service", True, "registers as"),
+    # ... or as a unit of its own choosing, which the holder would then start more of.
+    ("evil@1.service", "/t.slice/evil@1.service", True, "not in a unit of t"),
+    ("t-x-unix.service", "/t.slice/other-x-unix.service", True, "not in a unit of t"),
+    # A look-alike cgroup under a subtree delegated to a user, who may name cgroups freely.
+    ("t-x-unix.service", "/user.slice/user-1000.slice/user@1000.service/t.slice/t-x-unix.service", True, "not in a unit"),
+    # A unit of the instance's name that the generator did not make (systemd-run --unit t-x-unix).
+    ("t-ghost-unix.service", "/t.slice/t-ghost-unix.service", False, "not a pool service"),
+])
+def test_registration_is_taken_from_the_peers_cgroup(env: Env, unit: str, cgroup: str, listed: bool, why: str) -> None:
+    env.add_unit("t-x-unix.service", ["--holder", str(env.sock), "--flow", str(env.flow), "--maxproc", "1"])
+    proc, _unused = env.bridge([unix_listener(env.tmp / "a.sock")], unit=unit, cgroup=cgroup, listed=listed,
+                               maxproc="0")
+    assert why in refusal(proc)
+    assert len(refusals(env)) == 1 and why in refusals(env)[0]
+    assert env.status() == {}  # no pool, no worker
+    assert systemctl_calls(env) == []
+    # The holder serves on.
+    assert run_report(env, [unix_listener(env.tmp / "b.sock")])["pid"]
+    assert env.status()["t-x-unix"]["maxproc"] == 1
+
+
+def test_pool_options_come_from_the_unit_set_not_the_request(env: Env) -> None:
+    pid_file = env.queue / "pid" / "master.pid"
+    before = pid_file.read_bytes(), pid_file.stat().st_uid
+    _unused, out = env.bridge([unix_listener(env.tmp / "a.sock")], mode="daemon", unit="t-p-unix@1.service", maxproc="2",
+                              claim=["--maxproc", "0", "--lock", "pid/inet.evil", "--stamp", str(env.stamps / "evil")])
+    assert wait_for(Path(str(out) + ".ready"))
+    assert env.status()["t-p-unix"]["maxproc"] == 2
+    assert not (env.queue / "pid" / "inet.evil").exists()
+    assert not (env.stamps / "evil").exists()
+    assert (pid_file.read_bytes(), pid_file.stat().st_uid) == before
+
+
+def test_lock_file_from_the_unit_set_is_only_given_away_when_made_fresh(env: Env) -> None:
+    pid_dir = env.queue / "pid"
+    victim, before = _victim(env.tmp)
+    os.link(victim, pid_dir / "inet.smtp")  # as if planted (pid/ is root's: only root could)
+    run_report(env, [unix_listener(env.tmp / "a.sock")], extra=["--lock", "pid/inet.smtp"])
+    st = victim.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode, st.st_size) == before
+    st = (pid_dir / "inet.smtp").lstat()
+    assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == 0
+
+
+@pytest.mark.parametrize("lock", ["pid/master.pid", "pid/nodot", "pid/.hidden"])
+def test_lock_names_master_never_hands_out_are_refused(env: Env, lock: str) -> None:
+    proc, _unused = env.bridge([unix_listener(env.tmp / "a.sock")], extra=["--lock", lock])
+    assert "bad lock file name" in refusal(proc)
+
+
+def send_request(env: Env, data: bytes, fds: list[int], *, cgroup: str = "/t.slice/t-p-unix@1.service") -> str:
+    """A request from this very process, which runs in ``cgroup`` as far as the holder can tell."""
+    (env.proc / str(os.getpid())).mkdir(exist_ok=True)
+    (env.proc / str(os.getpid()) / "cgroup").write_text(f"0::{cgroup}\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.settimeout(10)
+        conn.connect(str(env.sock))
+        socket.send_fds(conn, [data], fds)
+        return conn.recv(4096).decode(errors="replace")
+
+
+class _RawFd:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+GARBAGE: list[tuple[str, bytes, list[str]]] = [
+    ("empty", b"", []),
+    ("not key=value", b"\x00\xff\xfe garbage \x80", []),
+    ("not UTF-8 unit", b"unit=t-p-unix@1.service\xff\n", ["pair"]),
+    ("no descriptors", b"unit=t-p-unix@1.service\n", []),
+    ("status fd is a file", b"unit=t-p-unix@1.service\n", ["file"]),
+    ("status fd is a datagram socket", b"unit=t-p-unix@1.service\n", ["dgram"]),
+    # The crash of the issue: the listener copy of a template registration is not a socket.
+    ("listener is a file", b"unit=t-p-unix@1.service\n", ["pair", "file"]),
+    ("listener is a directory", b"unit=t-p-unix@1.service\n", ["pair", "dir"]),
+    ("more descriptors than the holder takes", b"unit=t-p-unix@1.service\n", ["pair"] * (_bridge.MAX_FDS + 6)),
+    ("longer than a request", b"unit=t-p-unix@1.service\n" + b"x=" + b"y" * (_bridge.REQUEST_MAX + 100), ["pair"]),
+    ("missing pid", b"command=retire\n", []),
+    ("pid not a number", b"command=retire\npid=1e9\n", []),
+    ("unknown command", b"command=format-disk\n", []),
+    ("descriptors with a command", b"command=status\n", ["pair"]),
+]
+
+
+@pytest.mark.parametrize(("data", "kinds"), [pytest.param(d, k, id=name) for name, d, k in GARBAGE])
+def test_garbage_is_refused_and_the_holder_serves_on(env: Env, data: bytes, kinds: list[str]) -> None:
+    env.add_unit("t-p-unix@1.service", ["--holder", str(env.sock), "--flow", str(env.flow), "--maxproc", "4"])
+    keep: list[Any] = []
+    fds: list[int] = []
+    for kind in kinds:
+        if kind == "pair":
+            keep.append(socket.socketpair())
+            fds.append(keep[-1][0].fileno())
+        elif kind == "dgram":
+            keep.append(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+            fds.append(keep[-1].fileno())
+        elif kind == "file":
+            keep.append(open(os.devnull, "rb"))  # noqa: SIM115 - closed below
+            fds.append(keep[-1].fileno())
+        elif kind == "dir":
+            keep.append(_RawFd(os.open("/", os.O_RDONLY | os.O_DIRECTORY)))
+            fds.append(keep[-1].fd)
+        else:
+            r, w = os.pipe()
+            keep.append((os.fdopen(r), os.fdopen(w)))
+            fds.append(r)
+    try:
+        reply = send_request(env, data, fds)
+    finally:
+        for item in keep:
+            for obj in item if isinstance(item, tuple) else (item,):
+                obj.close()
+    assert reply.startswith("ERR")
+    assert env.holder is not None and env.holder.poll() is None
+    assert env.status().get("t-p-unix", {"workers": []})["workers"] == []
+    # The next registration works: no closed descriptor was left in the holder's selector.
+    pair = socket.socketpair()
+    listener = unix_listener(env.tmp / "p.sock")
+    assert send_request(env, b"unit=t-p-unix@1.service\n", [pair[0].fileno(), listener.fileno()]) == "OK"
+    assert env.status()["t-p-unix"]["workers"] == ["t-p-unix@1.service"]
+    assert send_request(env, b"unit=t-p-unix@1.service\n", [pair[0].fileno()]) == "OK"  # replaces its first
+    assert env.status()["t-p-unix"]["workers"] == ["t-p-unix@1.service"]
+    assert env.holder.poll() is None
+    assert len(refusals(env)) == 1  # one journal line for the bad request, none for the good ones
+    for sock in (*pair, listener):
+        sock.close()
+
+
+def test_silent_control_connections_are_closed(env: Env) -> None:
+    idle = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _unused in range(3)]
+    for conn in idle:
+        conn.connect(str(env.sock))
+    for conn in idle:
+        conn.settimeout(_bridge.CONTROL_TIMEOUT + 5)
+        assert conn.recv(10) == b""  # closed by the holder
+        conn.close()
+    assert "sent no request" in env.log.read_text()
+    assert env.status() == {}
+
+
+def test_a_fifo_service_registers_its_fifo(env: Env) -> None:
+    """A fifo service's listener from systemd (ListenFIFO=) is a FIFO, not a socket."""
+    env.add_unit("t-x-unix.service", ["--holder", str(env.sock), "--flow", str(env.flow), "--maxproc", "1"])
+    fifo = env.tmp / "pickup"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    pair = socket.socketpair()
+    try:
+        reply = send_request(env, b"unit=t-pickup-fifo.service\n", [pair[0].fileno(), fd], cgroup="/t.slice/t-pickup-fifo.service")
+        assert reply == "ERR refused: t-pickup-fifo.service is not a pool service of this instance's unit set"
+        env.add_unit("t-pickup-fifo.service", ["--holder", str(env.sock), "--flow", str(env.flow), "--maxproc", "1"])
+        reply = send_request(env, b"unit=t-pickup-fifo.service\n", [pair[0].fileno(), fd], cgroup="/t.slice/t-pickup-fifo.service")
+        assert reply == "OK"
+        assert env.status()["t-pickup-fifo"]["workers"] == ["t-pickup-fifo.service"]
+    finally:
+        os.close(fd)
+        for sock in pair:
+            sock.close()
+
+
+def test_a_flood_of_silent_connections_does_not_starve_the_holder(env: Env) -> None:
+    idle = []
+    for _unused in range(_bridge.MAX_CONTROLS + 20):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for _attempt in range(500):
+            try:
+                conn.connect(str(env.sock))
+                break
+            except BlockingIOError:  # the accept queue (64) is full for a moment
+                time.sleep(0.01)
+        idle.append(conn)
+    assert env.status() == {}  # answered at once: the oldest silent ones made room
+    assert run_report(env, [unix_listener(env.tmp / "a.sock")])["pid"]
+    idle[0].settimeout(1)
+    assert idle[0].recv(10) == b""
+    for conn in idle:
+        conn.close()
 
 
 def test_flow_tokens_outlive_their_writer(env: Env) -> None:

@@ -224,12 +224,35 @@ def test_owner_access(open_dir: Path) -> None:
     os.chown(grouped, 0, daemon_gid)
     grouped.chmod(0o640)
     assert _generator.owner_access([str(readable)], nobody) == ([], True)
-    assert _generator.owner_access([str(grouped)], nobody) == (["daemon"], True)
+    # Only a dedicated key group is granted (issue 14): daemon (gid 1) could open other files.
+    refused: list[str] = []
+    assert _generator.owner_access([str(grouped)], nobody, refused) == ([], False)
+    assert refused == [f"daemon ({grouped})"]
     assert _generator.owner_access([str(readable), str(secret)], nobody) == ([], False)
     assert _generator.owner_access([str(tmp_path / "missing.pem")], nobody) == ([], True)
     open_dir.chmod(0o700)  # a directory on the way that mail_owner cannot search
     assert _generator.owner_access([str(readable)], nobody) == ([], False)
     open_dir.chmod(0o755)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown test files")
+@pytest.mark.parametrize("group", ["root", "shadow", "disk", "adm", "ssl-cert"])
+def test_only_the_key_group_is_granted(open_dir: Path, group: str) -> None:
+    """A root:shadow 0640 key must not give smtpd the shadow group (it could read /etc/shadow)."""
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        pytest.skip(f"no group {group} here")
+    key = open_dir / "key.pem"
+    key.write_text("x")
+    os.chown(key, 0, gid)
+    key.chmod(0o640)
+    refused: list[str] = []
+    groups, enough = _generator.owner_access([str(key)], "nobody", refused)
+    if group == "ssl-cert":
+        assert (groups, enough, refused) == (["ssl-cert"], True, [])
+    else:
+        assert (groups, enough) == ([], False) and refused == [f"{group} ({key})"]
 
 
 @needs_postfix
@@ -244,6 +267,23 @@ def test_unreadable_tls_key_starts_smtpd_as_root(tmp_path: Path) -> None:
     host.generate()
     unit = (host.out / "postfix-default-smtp-inet@.service").read_text()
     assert "User=postfix" not in unit and " -u " in unit
+
+
+@needs_postfix
+def test_shadow_key_starts_smtpd_as_root_with_a_warning(tmp_path: Path, open_dir: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root")
+    key = open_dir / "key.pem"
+    key.write_text("x")
+    os.chown(key, 0, grp.getgrnam("shadow").gr_gid)
+    key.chmod(0o640)
+    host = Host(tmp_path, {"smtpd_tls_key_file": str(key)})
+    host.enable()
+    host.generate()
+    unit = (host.out / "postfix-default-smtp-inet@.service").read_text()
+    assert "SupplementaryGroups=" not in unit and "User=postfix" not in unit and " -u " in unit
+    assert "through group shadow" in capsys.readouterr().err
 
 
 @needs_postfix

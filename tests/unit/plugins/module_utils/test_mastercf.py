@@ -523,13 +523,16 @@ def test_corpus_verdicts_agree_with_postconf(tmp_path: Path) -> None:
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet="09aZ_.-+/:[]%?\n é٣", max_size=8))
 def test_field_checks_match_the_regexes_they_replace(text: str) -> None:
-    """The checks use str methods (re costs the generator start-up time) but must accept exactly the same."""
-    assert _mastercf._wakeup_ok(text) == bool(re.match(r"^(-|[0-9]+\??)$", text))
-    assert _mastercf._maxproc_ok(text) == bool(re.match(r"^(-|[0-9]+)$", text))
-    inet = re.match(r"^(?:(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.-]+):)?([A-Za-z0-9_-]+)$", text)
+    """The checks use str methods (re costs the generator start-up time) but must accept exactly the same.
+
+    fullmatch, not match with '$': '$' also matches before a final newline, and a field never holds one.
+    """
+    assert _mastercf._wakeup_ok(text) == bool(re.fullmatch(r"-|[0-9]+\??", text))
+    assert _mastercf._maxproc_ok(text) == bool(re.fullmatch(r"-|[0-9]+", text))
+    inet = re.fullmatch(r"(?:(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.-]+):)?([A-Za-z0-9_-]+)", text)
     assert _mastercf._inet_name_ok(text) == bool(inet)
-    local = re.match(r"^[A-Za-z0-9_.+/-]+$", text)
-    assert _mastercf._all_in(_mastercf._re_end(text), _mastercf._ALNUM + "_.+/-") == bool(local)
+    local = re.fullmatch(r"[A-Za-z0-9_.+/-]+", text)
+    assert _mastercf._all_in(text, _mastercf._ALNUM + "_.+/-") == bool(local)
 
 
 @pytest.mark.parametrize(("setting", "service", "kind", "expected"), [

@@ -16,6 +16,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
     escape,
     exec_quote,
     master_argv,
+    unit_value,
 )
 
 DEBIAN = (Path(__file__).parent / "fixtures" / "debian-master.cf").read_text()
@@ -238,7 +239,7 @@ def test_every_unit_carries_the_limits_that_stopped_mail(debian: UnitSet) -> Non
             assert key(unit, "TriggerLimitIntervalSec") == ["0"], name
         if name.endswith(".service") and "wakeup" not in name:
             assert key(unit, "StartLimitIntervalSec") == ["0"], name
-        if name.endswith(".service") and "wakeup" not in name and "holder" not in name:
+        if name.endswith(".service") and "wakeup" not in name and "holder" not in name and "-crash@" not in name:
             assert key(unit, "WorkingDirectory") == ["/var/spool/postfix"], name
             assert key(unit, "UMask") == ["0077"], name
             assert key(unit, "SuccessExitStatus") == ["15"], name
@@ -247,7 +248,7 @@ def test_every_unit_carries_the_limits_that_stopped_mail(debian: UnitSet) -> Non
 def test_unit_names_are_valid(debian: UnitSet) -> None:
     pattern = re.compile(r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|socket|timer|target|slice)$")
     assert all(pattern.match(n) for n in debian.units)
-    assert len(debian.units) == 74
+    assert len(debian.units) == 75  # 74 + the instance's crash@ template (crash back-off)
 
 
 def test_build_is_deterministic() -> None:
@@ -587,8 +588,22 @@ def test_compatibility_level_postfix_cannot_parse_is_refused() -> None:
 
 
 def test_description_doubles_percent_from_master_cf() -> None:
-    """Description= expands specifiers: a scoped address's '%' must stay a '%'."""
-    units = build_units("[fe80::1%eth0]:2525 inet n - n - 1 smtpd\n", Instance(inet_protocols="ipv6"),
-                        resolver=lambda host: ["fe80::1%eth0"], port_resolver=ports)
-    sock = next(text for name, text in units.units.items() if name.endswith(".socket") and "holder" not in name)
-    assert "Description=Postfix default: [fe80::1%%eth0]:2525/inet listener" in sock
+    """Description= expands specifiers: a '%' in a service name must stay a '%'."""
+    assert unit_value("Description", "Postfix default: a%b") == "Postfix default: a%%b"
+    with pytest.raises(MasterCfError, match="one unit file line"):
+        unit_value("Description", "a\nExecStartPre=/bin/sh")
+
+
+def test_scoped_service_name_is_refused_as_master_does() -> None:
+    """master_ent.c -> host_port(): valid_ipv6_hostaddr() refuses '%': master(8) exits."""
+    with pytest.raises(MasterCfError, match="valid hostname or network address required") as info:
+        build_units("[fe80::1%eth0]:2525 inet n - n - 1 smtpd\n", Instance(inet_protocols="ipv6"),
+                    resolver=lambda host: ["fe80::1%eth0"], port_resolver=ports)
+    assert info.value.line == 1 and info.value.field_name == "service"
+
+
+def test_scoped_inet_interfaces_is_refused_not_dropped() -> None:
+    """The scope used to be cut off: systemd then binds fe80::1 without an interface (EINVAL) or elsewhere."""
+    with pytest.raises(MasterCfError, match="IPv6 scope"):
+        build_units("smtp inet n - n - 1 smtpd\n", Instance(inet_protocols="ipv6", inet_interfaces="fe80::1%eth0"),
+                    resolver=lambda host: ["fe80::1%eth0"], port_resolver=ports)

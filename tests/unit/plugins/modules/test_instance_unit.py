@@ -180,3 +180,20 @@ def test_latin1_master_cf(env: dict[str, Any]) -> None:
     assert first["changed"] and (env["config"] / "master.cf").read_bytes() == raw
     (env["units"] / "postfix-edge-master.service").read_text(encoding="utf-8")
     assert not ok(env)["changed"]
+
+
+def test_an_unknown_command_is_refused_unless_named(env: dict[str, Any]) -> None:
+    ok(env)
+    unit = env["units"] / "postfix-edge-master.service"
+    before = unit.read_text()
+    (env["config"] / "master.cf").write_text(EDGE + "smtp2 unix - - n - - smptd\n")
+    out = run(env)
+    assert out.failed and "command 'smptd' is not a Postfix daemon" in out.result["msg"]
+    assert f"{env['config']}/master.cf line {EDGE.count(chr(10)) + 1}" in out.result["msg"]
+    assert unit.read_text() == before  # nothing written
+    (env["config"] / "master.cf").write_text(EDGE + "filter unix - n n - - my-filter\n")
+    named = ok(env, custom_commands=["my-filter"])
+    assert named["kind"] == "delivery" and "NoNewPrivileges=no" in unit.read_text()
+    assert "PrivateDevices=yes" in unit.read_text()
+    # Removing the units never depends on what master.cf says.
+    assert ok(env, state="absent")["changed"] and list(env["units"].iterdir()) == []

@@ -150,7 +150,7 @@ def _refused(conf: ConfigDir, tmp_path: Path, **args: Any) -> str:
         ({"wakeup": -5}, "field 'wakeup' is '-5'"),
         ({"maxproc": "-1"}, "field 'maxproc' is '-1'; expected a number of processes (0 = no limit) or '-'"),
         ({"maxproc": "many"}, "field 'maxproc' is 'many'"),
-        ({"options": {"smtpd_banner": "{ open"}}, "option 'smtpd_banner' value '{ open' has a newline or unbalanced braces"),
+        ({"options": {"smtpd_banner": "{ open"}}, "option 'smtpd_banner' value '{ open' has unbalanced braces"),
         ({"service": "brand-new", "command": None}, "entry 'brand-new/inet' does not exist; 'command' is required to create it"),
     ],
 )

@@ -1,0 +1,253 @@
+"""The status holder's request handling under arbitrary requests: no exception escapes, every refused
+request's descriptors are closed, and nothing of it is left in the holder's selector.
+
+The holder runs in this process (no systemd): it takes this very process for the peer, in the cgroup
+the example writes into a fake /proc.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _bridge, _generator, _units
+
+BUDGET = int(os.environ.get("MAILFLEET_FUZZ_EXAMPLES", "400"))
+UNITS = ["t-p-unix@1.service", "t-p-unix@7.service", "t-x-unix.service", "t-y-unix.service", "evil@1.service",
+         "t-holder.service", "t-p-unix@.service", "", "t-p-unix@1.service\nmaxproc=0"]
+CGROUPS = ["/t.slice/t-p-unix@1.service", "/t.slice/t-x-unix.service", "/t.slice/t-ghost-unix.service",
+           "/t.slice/evil@1.service", "/other.slice/t-p-unix@1.service", "/", "", "/t.slice/t-p-unix@1.service/sub"]
+KEYS = ["unit", "command", "pid", "maxproc", "max_use", "stamp", "lock"]
+VALUES = st.one_of(st.sampled_from(UNITS + ["status", "retire", "reload", "0", "-1", "99999999999999999999",
+                                            "pid/master.pid", "/etc/passwd", "../../x"]),
+                   st.text(max_size=40))
+KINDS = ["pair", "seqpacket", "dgram", "listener", "file", "pipe", "dir"]
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(scope="module")
+def root() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        (base / "queue" / "pid").mkdir(parents=True)
+        (base / "used").mkdir()
+        (base / "proc" / str(os.getpid())).mkdir(parents=True)
+        bridge = ["/usr/bin/python3", "-I", "-S", "/usr/libexec/mailfleet-postfix/bridge", "run", "--holder", "h.sock",
+                  "--flow", "flow"]
+        units = {
+            "t-p-unix@.service": bridge + ["--maxproc", "3", "--max-use", "5", "--stamp", str(base / "used" / "t-p-unix"),
+                                           "--lock", "pid/unix.p"],
+            "t-x-unix.service": bridge + ["--maxproc", "1"],
+        }
+        files = {name: "[Service]\nExecStart=" + " ".join(_units.exec_quote(w) for w in words + ["--unit", "%n", "--", "/d", "d"])
+                 for name, words in units.items()}
+        _generator.save_set(str(base / "units.set"), files)
+        yield base
+
+
+def _holder(base: Path) -> _bridge.Holder:
+    owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    holder = _bridge.Holder(listener=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET), flow=str(base / "flow"),
+                            stamps=str(base / "used"), queue_directory=str(base / "queue"), owner=owner, group=group,
+                            systemctl="/bin/false", target="t.target", units_set=(str(base / "units.set"),),
+                            proc=str(base / "proc"))
+    holder.cgroup = "/t.slice/t-holder.service"
+    holder._start = lambda units, verb="start": None  # type: ignore[method-assign]
+    return holder
+
+
+def _descriptors(kinds: list[str], keep: list[Any]) -> list[int]:
+    fds = []
+    for kind in kinds:
+        if kind in ("pair", "seqpacket"):
+            pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM if kind == "pair" else socket.SOCK_SEQPACKET)
+            keep.extend(pair)
+            fds.append(pair[0].fileno())
+        elif kind == "dgram":
+            keep.append(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+            fds.append(keep[-1].fileno())
+        elif kind == "listener":
+            keep.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            keep[-1].bind(("127.0.0.1", 0))
+            keep[-1].listen(1)
+            fds.append(keep[-1].fileno())
+        elif kind == "pipe":
+            r, w = os.pipe()
+            keep.extend([os.fdopen(r), os.fdopen(w)])
+            fds.append(r)
+        else:
+            fd = os.open(os.devnull if kind == "file" else "/", os.O_RDONLY)
+            keep.append(os.fdopen(fd) if kind == "file" else _Fd(fd))
+            fds.append(fd)
+    return fds
+
+
+class _Fd:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _structured() -> st.SearchStrategy[bytes]:
+    line = st.tuples(st.sampled_from(KEYS) | st.text(max_size=8), VALUES).map(lambda kv: f"{kv[0]}={kv[1]}")
+    return st.lists(line, max_size=6).map(lambda lines: "\n".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def ask(holder: _bridge.Holder, data: bytes, fds: list[int]) -> str:
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with client:
+        socket.send_fds(client, [data], fds)
+        holder.sel.register(server, holder.event_read, ("control", None))
+        holder.controls[server.fileno()] = (server, 0.0)
+        holder._control(server)
+        client.settimeout(1)
+        try:
+            return client.recv(1 << 20).decode(errors="replace")
+        except (TimeoutError, OSError):
+            return ""
+
+
+def check_selector(holder: _bridge.Holder) -> None:
+    """Every descriptor in the selector is open and is one the holder knows."""
+    for key in list(holder.sel.get_map().values()):
+        os.fstat(key.fd)
+        what = key.data[0]
+        assert what in ("peer", "listen"), key.data
+        if what == "peer":
+            assert key.fd in holder.peers
+
+
+def _registration() -> st.SearchStrategy[tuple[bytes, list[str], str]]:
+    """Close to what the bridge sends: the unit it runs in, a status socket first, anything after."""
+    return st.builds(lambda unit, extra, kinds: (f"unit={unit}\n".encode() + extra, ["pair", *kinds], f"/t.slice/{unit}"),
+                     st.sampled_from(UNITS[:3]), _structured(), st.lists(st.sampled_from(KINDS), max_size=4))
+
+
+REQUEST = st.one_of(_registration(),
+                    st.tuples(st.one_of(st.binary(max_size=300), _structured()), st.lists(st.sampled_from(KINDS), max_size=6),
+                              st.sampled_from(CGROUPS)))
+
+
+@settings(max_examples=BUDGET, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests=st.lists(REQUEST, min_size=1, max_size=4))
+def test_no_request_ends_the_holder_or_leaks_a_descriptor(root: Path, requests: list[tuple[bytes, list[str], str]]) -> None:
+    before = _fd_count()
+    holder = _holder(root)
+    keep: list[Any] = []
+    try:
+        for data, kinds, cgroup in requests:
+            (root / "proc" / str(os.getpid()) / "cgroup").write_text(f"0::{cgroup}\n")
+            reply = ask(holder, data, _descriptors(kinds, keep))
+            assert reply == "OK" or reply.startswith("ERR ") or reply.startswith("{"), reply
+            check_selector(holder)
+            for pool in holder.pools.values():
+                assert pool.maxproc in (1, 3)  # from the unit set, whatever the request said
+    finally:
+        for obj in keep:
+            obj.close()
+        holder.reload()  # forget every worker: closes what the holder kept
+        holder.sel.close()
+        holder.listener.close()
+    assert _fd_count() == before
+
+
+@pytest.mark.parametrize("count", [_bridge.MAX_FDS, _bridge.MAX_FDS + 1, 250])
+def test_too_many_descriptors(root: Path, count: int) -> None:
+    before = _fd_count()
+    holder = _holder(root)
+    (root / "proc" / str(os.getpid()) / "cgroup").write_text("0::/t.slice/t-p-unix@1.service\n")
+    keep: list[Any] = []
+    reply = ask(holder, b"unit=t-p-unix@1.service\n", _descriptors(["pair"] * count, keep))
+    assert reply == "OK" if count <= _bridge.MAX_FDS else reply.startswith("ERR")
+    for obj in keep:
+        obj.close()
+    holder.reload()
+    holder.sel.close()
+    holder.listener.close()
+    assert _fd_count() == before
+
+
+def test_peer_identity_without_so_peerpidfd(root: Path) -> None:
+    """Before Linux 6.5 the holder takes a pidfd of the pid itself."""
+    holder = _holder(root)
+    (root / "proc" / str(os.getpid()) / "cgroup").write_text("0::/t.slice/t-x-unix.service\n")
+
+    class Conn:
+        def getsockopt(self, level: int, name: int, size: int) -> bytes:
+            raise OSError(92, "Protocol not available")
+
+    assert holder._identify(Conn(), os.getpid()) == "t-x-unix.service"  # type: ignore[arg-type]
+    with pytest.raises(ProcessLookupError):
+        holder._identify(Conn(), 2 ** 22 + 12345)  # type: ignore[arg-type]
+    holder.sel.close()
+    holder.listener.close()
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ("0::/postfix.slice/postfix-out.slice/postfix-out-smtp-inet@3.service\n", "/postfix.slice/postfix-out.slice/postfix-out-smtp-inet@3.service"),
+    ("12:cpu,cpuacct:/x\n1:name=systemd:/system.slice/a.service\n", "/system.slice/a.service"),  # v1
+    ("1:name=systemd:/system.slice/a.service\n0::/system.slice/a.service\n", "/system.slice/a.service"),  # hybrid
+    ("garbage\n\n:::\n", ""),
+])
+def test_cgroup_path(text: str, path: str) -> None:
+    assert _bridge.cgroup_path(text) == path
+
+
+@settings(max_examples=BUDGET, deadline=None)
+@given(st.lists(st.text(max_size=20), max_size=6))
+def test_exec_words_reads_what_exec_quote_writes(words: list[str]) -> None:
+    """The holder reads a pool's options from ExecStart= as systemd does."""
+    assert _bridge.exec_words(" ".join(_units.exec_quote(w) for w in words)) == words
+
+
+def test_pool_specs_of_a_generated_unit_set() -> None:
+    """What the holder reads from the generator's units: every pool the bridge runs, with its maxproc."""
+    text = (Path(__file__).parent / "fixtures" / "debian-master.cf").read_text()
+    unitset = _units.build_units(text + "relay2 unix - - y - 7 smtp -o syslog_name=a%b$c\n", _units.Instance(),
+                                 resolver=lambda host: ["127.0.0.1"], port_resolver=lambda name: 25)
+    specs = _bridge.pool_specs(_generator.files_of(unitset))
+    bridged = {name for name, content in unitset.units.items() if "/bridge run " in content}
+    assert set(specs) == bridged and bridged
+    for name in bridged:
+        assert _bridge.own_unit(unitset.instance.prefix, name.replace("@.", "@1."))
+    relay2 = specs["postfix-default-relay2-unix@.service"]
+    assert relay2["maxproc"] == "7" and relay2["unit"] == "%n" and relay2["max-use"].isdigit()
+    assert specs["postfix-default-qmgr-unix.service"]["maxproc"] == "1"
+
+
+def test_a_unit_retires_only_its_own_daemons(root: Path) -> None:
+    """ExecStop= runs `bridge retire` as the unit's user: it may retire its own unit's daemon, no other."""
+    holder = _holder(root)
+    cgroup = root / "proc" / str(os.getpid()) / "cgroup"
+    keep: list[Any] = []
+    try:
+        cgroup.write_text("0::/t.slice/t-x-unix.service\n")
+        assert ask(holder, b"unit=t-x-unix.service\n", _descriptors(["pair"], keep)) == "OK"
+        retire = f"command=retire\npid={os.getpid()}\n".encode()
+        conn, _other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep += [conn, _other]
+        cgroup.write_text("0::/t.slice/t-p-unix@1.service\n")
+        assert holder._request(conn, retire, [], 0, pid=os.getpid(), uid=65534).startswith("ERR")
+        assert [w.unit for _p, w in holder.peers.values()] == ["t-x-unix.service"]
+        cgroup.write_text("0::/t.slice/t-x-unix.service\n")
+        assert holder._request(conn, retire, [], 0, pid=os.getpid(), uid=65534) == "OK"
+        assert not holder.peers
+        with pytest.raises(_bridge.BridgeError, match="needs root"):
+            holder._request(conn, b"command=reload\n", [], 0, pid=os.getpid(), uid=65534)
+    finally:
+        for sock in keep:
+            sock.close()

@@ -1,0 +1,80 @@
+"""The delivery role's preflight through ansible-playbook: a public listen address is refused unless allowed,
+and an IPv6 edge address reaches mynetworks inside brackets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+
+PLAY = """
+- hosts: delivery
+  gather_facts: false
+  tasks:
+    - name: Run the delivery profile's checks
+      ansible.builtin.include_role:
+        name: mailfleet.postfix.delivery
+        tasks_from: preflight
+        public: true
+    - name: Report what the profile derived
+      ansible.builtin.copy:
+        content: "{{ {'inet_interfaces': __postfix_delivery_main_cf.inet_interfaces,
+                      'mynetworks': __postfix_delivery_main_cf.mynetworks} | to_json }}"
+        dest: "{{ report }}"
+        mode: "0644"
+"""
+
+
+def run(tmp_path: Path, *, host_vars: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    (tmp_path / "play.yml").write_text(PLAY)
+    (tmp_path / "inventory.ini").write_text(
+        f"[delivery]\nstore1 ansible_connection=local ansible_python_interpreter={sys.executable} {host_vars}\n"
+        "[edge]\nmx1 postfix_edge_listen_address=2001:db8::25\nmx2 postfix_edge_listen_address=192.0.2.25\n")
+    report = tmp_path / "report.json"
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"),
+               ANSIBLE_NOCOLOR="1")
+    done = subprocess.run([str(PLAYBOOK), "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml"),
+                           "-e", f"report={report}"], capture_output=True, text=True, env=env, check=False, timeout=300)
+    return done, report
+
+
+pytestmark = pytest.mark.skipif(shutil.which(str(PLAYBOOK)) is None, reason="no ansible-playbook")
+
+
+def test_a_public_address_is_refused_before_any_change(tmp_path: Path) -> None:
+    done, report = run(tmp_path, host_vars="ansible_host=198.51.100.7")
+    assert done.returncode != 0, done.stdout
+    assert "198.51.100.7, a public address, not an internal one" in done.stdout, done.stdout
+    assert "postfix_delivery_allow_public_listen" in done.stdout
+    assert not report.exists()
+
+
+def test_an_explicit_allow_and_ipv6_edges_in_brackets(tmp_path: Path) -> None:
+    done, report = run(tmp_path, host_vars="ansible_host=198.51.100.7 postfix_delivery_allow_public_listen=true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = json.loads(report.read_text())
+    assert got["inet_interfaces"] == "198.51.100.7"
+    assert got["mynetworks"] == "127.0.0.0/8 [::1]/128 [2001:db8::25]/128 192.0.2.25/32"
+
+
+@pytest.mark.parametrize(("host_vars", "refused"), [
+    ("ansible_host=10.1.2.3", ""),
+    ("ansible_host=198.51.100.7 postfix_delivery_listen_address=fd00::25", ""),
+    ("ansible_host=10.1.2.3 postfix_delivery_listen_address=100.64.1.1", "a shared address"),
+    ("ansible_host=10.1.2.3 postfix_delivery_listen_address=mail.example.com", "mail.example.com, a host name, not an internal one"),
+])
+def test_internal_addresses_pass_others_are_refused(tmp_path: Path, host_vars: str, refused: str) -> None:
+    done, _unused = run(tmp_path, host_vars=host_vars)
+    if refused:
+        assert done.returncode != 0 and refused in done.stdout, done.stdout
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
