@@ -64,7 +64,9 @@ SD_LISTEN_FDS_START = 3
 STATUS = struct.Struct("=iIi")
 STAT_TAKEN, STAT_AVAIL = 0, 1
 MAX_FDS = 64
+STATUS_CMSG_SPACE = _socket.CMSG_SPACE(253 * 4)  # SCM_MAX_FD descriptors: what one message may carry
 REQUEST_MAX = 65536
+REFUSALS_LOGGED, REFUSALS_WINDOW = 20, 10.0
 MAX_CONTROLS = 256  # control connections waiting for their request; the oldest goes first
 CONTROL_TIMEOUT = 5.0
 PENDING_TIMEOUT = 30.0
@@ -378,6 +380,16 @@ def _socket_kind(fd: int) -> tuple[int, int] | None:
         sock.detach()
 
 
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _alive(pidfd: int) -> bool:
     """A pidfd is readable once its process has exited."""
     import select
@@ -430,6 +442,63 @@ class Pool:
         return taken
 
 
+class Reaper:
+    """Closes, off the main loop, what peers handed in: the last close of a socket the sender gave
+    SO_LINGER (or of a connection with descriptors still queued on it) blocks for as long as the sender
+    chose, and the holder must never wait on a peer."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread: threading.Thread | None = None
+        self.threading = threading
+
+    def close(self, what: int | socket.socket) -> None:
+        fd = what.detach() if not isinstance(what, int) else what
+        if fd < 0:
+            return
+        _unlinger(fd)
+        self.idle.clear()
+        self.queue.put(fd)
+        if self.thread is None:
+            self.thread = self.threading.Thread(target=self._run, name="reaper", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            fd = self.queue.get()
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            if self.queue.empty():
+                self.idle.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything handed in is closed (tests)."""
+        return self.idle.wait(timeout)
+
+
+def _unlinger(fd: int) -> None:
+    """Undo a sender's SO_LINGER on a socket (a plain file or pipe has none): the close then returns at once."""
+    import socket
+
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
+    except OSError:
+        pass
+    finally:
+        sock.detach()
+
+
 class Holder:
     def __init__(self, *, listener: socket.socket, flow: str, stamps: str, queue_directory: str,
                  owner: str, group: str, systemctl: str, target: str = "", data_directory: str = "",
@@ -467,6 +536,8 @@ class Holder:
         self.cgroup = ""  # the holder's own cgroup (prepare)
         self.specs: tuple[tuple[object, ...], dict[str, dict[str, str]]] = ((), {})
         self.controls: dict[int, tuple[socket.socket, float]] = {}  # control connections not yet answered
+        self.reaper = Reaper()
+        self.refusals = [-REFUSALS_WINDOW, 0, 0]  # window start, lines in it, lines suppressed
 
     # -- setup
     def prepare(self) -> None:
@@ -617,26 +688,28 @@ class Holder:
     def _accept(self) -> None:
         import time
 
-        try:
-            conn, _unused = self.listener.accept()
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EMFILE and the like: make room, and do not spin on a readable listener
-            _log(f"holder: accept: {exc}")
-            if self.controls:
+        # The whole backlog (64) per pass: a client flooding connect() must not keep others waiting in it.
+        for _unused in range(64):
+            try:
+                conn, _addr = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:  # EMFILE and the like: make room, and do not spin on a readable listener
+                _log(f"holder: accept: {exc}")
+                if self.controls:
+                    self._close_control(min(self.controls, key=lambda fd: self.controls[fd][1]))
+                time.sleep(0.05)
+                return
+            if len(self.controls) >= MAX_CONTROLS:  # a client that connects and says nothing holds an fd
                 self._close_control(min(self.controls, key=lambda fd: self.controls[fd][1]))
-            time.sleep(0.05)
-            return
-        if len(self.controls) >= MAX_CONTROLS:  # a client that connects and says nothing holds an fd
-            self._close_control(min(self.controls, key=lambda fd: self.controls[fd][1]))
-        conn.setblocking(False)
-        self.sel.register(conn, self.event_read, ("control", None))
-        self.controls[conn.fileno()] = (conn, time.monotonic() + CONTROL_TIMEOUT)
+            conn.setblocking(False)
+            self.sel.register(conn, self.event_read, ("control", None))
+            self.controls[conn.fileno()] = (conn, time.monotonic() + CONTROL_TIMEOUT)
 
     def _close_control(self, fd: int) -> None:
         conn, _deadline = self.controls.pop(fd)
         self.sel.unregister(conn)
-        conn.close()
+        self.reaper.close(conn)
 
     def _control(self, conn: socket.socket) -> None:
         """One request. Whatever it holds, the holder lives on: an error closes the request's own
@@ -653,12 +726,9 @@ class Holder:
             reply = self._request(conn, data, fds, flags, pid=pid, uid=uid)
         except Exception as exc:  # noqa: BLE001 - no request may end the holder (and with it the instance)
             for fd in fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+                self.reaper.close(fd)
             reason = _oneline(str(exc) or type(exc).__name__)
-            _log(f"holder: refused a request of pid {pid} uid {uid}: {reason}")
+            self._log_refusal(f"holder: refused a request of pid {pid} uid {uid}: {reason}")
             reply = f"ERR refused: {reason}"
         try:
             conn.setblocking(True)
@@ -666,7 +736,22 @@ class Holder:
             conn.send(reply.encode(errors="replace"))
         except OSError:
             pass
-        conn.close()
+        self.reaper.close(conn)  # descriptors still queued on it are released by this close
+
+    def _log_refusal(self, line: str) -> None:
+        """At most REFUSALS_LOGGED lines per REFUSALS_WINDOW seconds: a flood must not drown the journal."""
+        import time
+
+        now = time.monotonic()
+        if now - self.refusals[0] >= REFUSALS_WINDOW:
+            if self.refusals[2]:
+                _log(f"holder: {self.refusals[2]} more refused requests not logged")
+            self.refusals = [now, 0, 0]
+        self.refusals[1] += 1
+        if self.refusals[1] <= REFUSALS_LOGGED:
+            _log(line)
+        else:
+            self.refusals[2] += 1
 
     def _request(self, conn: socket.socket, data: bytes, fds: list[int], flags: int, *, pid: int, uid: int) -> str:
         """Answer one request; descriptors it keeps are removed from ``fds`` (the rest are the caller's)."""
@@ -686,7 +771,10 @@ class Holder:
             return json.dumps(self.status())
         if command == "retire" and uid != 0:
             # ExecStop= runs as the unit's user: it may retire the daemons of its own unit only.
-            return self.retire(int(message.get("pid", "")), unit=self._identify(conn, pid))
+            unit, target = self._identify(conn, pid), int(message.get("pid", ""))
+            if self.retire(target, unit=unit) != "OK":
+                raise BridgeError(f"{unit} has no daemon with pid {target} to retire")
+            return "OK"
         if uid != 0:
             raise BridgeError(f"'{command}' needs root")
         if command == "retire":
@@ -777,13 +865,18 @@ class Holder:
         for number, (fd, kind) in enumerate(zip(fds, kinds), start=1):
             if kind is None and not stat.S_ISFIFO(os.fstat(fd).st_mode):  # fifo services listen on a FIFO
                 raise BridgeError(f"descriptor {number} of {len(fds)} is neither a socket nor a FIFO")
+        for _old_pool, old in self.peers.values():
+            # A unit runs one daemon: while it lives, nothing else in its cgroup (a child it forked) may
+            # register, so no peer makes the holder keep a descriptor per process, or drop the daemon.
+            if old.unit == unit and old.pid != pid and _pid_exists(old.pid):
+                raise BridgeError(f"{unit} has a registered daemon already (pid {old.pid})")
         if spec.get("stamp"):
             self._touch_stamp(spec["stamp"])
         if spec.get("lock"):
             self._lock_file(spec["lock"])
         # Everything is checked: from here on nothing depends on the request's content.
-        for old_pool, old in [v for v in self.peers.values() if v[1].pid == pid]:
-            self._forget(old_pool, old)  # a process registers once: a second one replaces its first
+        for old_pool, old in [v for v in self.peers.values() if v[1].pid == pid or v[1].unit == unit]:
+            self._forget(old_pool, old)  # a process registers once; a unit's dead daemon is replaced
             self._update(old_pool)
         pool = self.pools.get(prefix)
         if pool is None:
@@ -807,7 +900,7 @@ class Holder:
             pool.listen = [socket.socket(fileno=fd) for fd in extra]
         else:
             for fd in extra:
-                os.close(fd)
+                self.reaper.close(fd)
         fds.clear()
         self._update(pool)
         return "OK"
@@ -848,16 +941,24 @@ class Holder:
             os.close(dfd)
 
     def _drain(self, peer: socket.socket) -> None:
+        import array
+        import socket
+
         fd = peer.fileno()
         pool, worker = self.peers[fd]
         data = worker.buf
         while True:
             try:
-                chunk = peer.recv(65536)
+                # Room for descriptors, so that the kernel does not drop (close) any here: they go to the reaper.
+                chunk, ancillary, _flags, _addr = peer.recvmsg(65536, STATUS_CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
             except BlockingIOError:
                 break
             except OSError:
-                chunk = b""
+                chunk, ancillary = b"", []
+            for level, kind, cmsg in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    for fd in array.array("i", cmsg[:len(cmsg) - len(cmsg) % 4]):
+                        self.reaper.close(fd)
             if not chunk:
                 self._forget(pool, worker)
                 self._update(pool)
@@ -975,7 +1076,7 @@ class Holder:
     def _forget(self, pool: Pool, worker: Worker) -> None:
         fd = worker.peer.fileno()
         self.sel.unregister(worker.peer)
-        worker.peer.close()
+        self.reaper.close(worker.peer)
         pool.workers.pop(fd, None)
         self.peers.pop(fd, None)
         pool.busy_seen.discard(fd)
@@ -1078,14 +1179,31 @@ class Holder:
                     _log(f"reload: stopping units no longer in master.cf: {' '.join(removed)}")
                     self._systemctl(subprocess, "stop", "--no-block", "--", *removed)
                     self._systemctl(subprocess, "reset-failed", "--", *removed)
+        self._mark_reload()
         for pool, worker in list(self.peers.values()):
             self._forget(pool, worker)
         for pool in self.pools.values():
             self._update(pool)
             for sock in pool.listen:
-                sock.close()
+                self.reaper.close(sock)
             pool.listen = []
             pool.pending.clear()
+
+    def _mark_reload(self) -> None:
+        """Tell the crash gate (ExecStartPre) that the restarts of the next seconds follow a reload, not
+        a crash: qmgr (Restart=always) comes back after every one, and systemd does not say how it ended."""
+        import time
+
+        where = os.path.join(os.path.dirname(self.flow), "throttle")
+        try:
+            os.makedirs(where, mode=0o755, exist_ok=True)
+            fd = os.open(os.path.join(where, ".reload"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            try:
+                os.write(fd, b"%d\n" % int(time.time()))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _log(f"holder: cannot mark the reload for the crash gate: {exc}")
 
     def _systemctl(self, subprocess: ModuleType, *args: str) -> str:
         try:
@@ -1166,6 +1284,14 @@ def cmd_holder(argv: list[str]) -> int:
         raise BridgeError("holder: no socket from systemd and no --listen PATH")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
+    import resource
+
+    # One descriptor per worker and listener copy: systemd's soft limit (1024) is below a large instance's.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    except (ValueError, OSError):
+        _log(f"holder: keeps {soft} descriptors at most")
     holder = Holder(listener=listener, flow=opts["flow"], stamps=opts["stamps"],
                     queue_directory=opts["queue-directory"], owner=opts.get("owner", "postfix"),
                     group=opts.get("group", "postfix"), systemctl=opts.get("systemctl", "/bin/systemctl"),

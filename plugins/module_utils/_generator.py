@@ -244,8 +244,8 @@ def _may(st: os.stat_result, uid: int, gids: set[int], bit: int) -> bool | int:
     """True when uid/gids have the permission; else the group that would grant it, else False."""
     if st.st_uid == uid:
         return bool(st.st_mode & (bit << 6))
-    if st.st_gid in gids and st.st_mode & (bit << 3):
-        return True
+    if st.st_gid in gids:
+        return bool(st.st_mode & (bit << 3))  # POSIX: the group class decides, "other" is not consulted
     if st.st_mode & bit:
         return True
     return st.st_gid if st.st_mode & (bit << 3) else False

@@ -166,7 +166,7 @@ TABLE_PARAMS: dict[str, tuple[str, ...]] = {
 }
 # Table types that talk to a server (postconf -m). tcp: and socketmap:inet: name the host in main.cf;
 # the others name it in a file of their own, which can change without the units being made anew.
-NETWORK_TABLES = ("tcp", "socketmap", "mysql", "pgsql", "ldap", "memcache", "nis", "nisplus")
+NETWORK_TABLES = ("tcp", "socketmap", "mysql", "pgsql", "ldap", "memcache", "mongodb", "nis", "nisplus")
 
 
 def table_network(values: Iterable[str]) -> Optional[list[str]]:

@@ -389,6 +389,7 @@ def _env(instance: Instance) -> list[tuple[str, str]]:
 # master's throttle); then both are cleared and the unit starts.
 CRASH_BURST = 5
 CRASH_INTERVAL = 60
+RELOAD_GRACE = 15
 # Stand for %N / %n (the unit's name without / with its suffix) in the scripts below.
 _NAME, _FULL_NAME = "\0N\0", "\0n\0"
 # Inside systemd's double quotes a single quote is literal: the shell's quoting stays readable.
@@ -413,11 +414,15 @@ def _crash_gate(instance: Instance) -> list[tuple[str, str]]:
     seconds = throttle_seconds(instance)
     crash = _sh(instance.crash_unit.replace("@", "@" + _NAME, 1))
     where = _sh(instance.throttle_dir)
+    # systemd does not tell ExecStartPre how the last run ended (ExecMainCode is reset by then): restarts
+    # within RELOAD_GRACE of a holder reload (qmgr's Restart=always after postfix reload) are no crash.
     gate = (f"f={where}/{_sh(_NAME)}; r=$(systemctl show -p NRestarts --value -- {_sh(_FULL_NAME)} 2>/dev/null); "
             "case $r in ''|*[!0-9]*) r=0;; esac; last=0; [ -e \"$f.restarts\" ] && read -r last < \"$f.restarts\"; "
             "case $last in ''|*[!0-9]*) last=0;; esac; "
+            f"rl=0; [ -e {where}/.reload ] && read -r rl < {where}/.reload; case $rl in ''|*[!0-9]*) rl=0;; esac; "
             f"if [ $r -gt $last ]; then mkdir -p -m 0755 -- {where} && echo $r > \"$f.restarts\" && "
-            "date +%s >> \"$f.crashes\"; elif [ $r -lt $last ]; then echo $r > \"$f.restarts\"; fi; "
+            f"{{ [ $(($(date +%s) - rl)) -lt {RELOAD_GRACE} ] || date +%s >> \"$f.crashes\"; }}; "
+            "elif [ $r -lt $last ]; then echo $r > \"$f.restarts\"; fi; "
             "[ -e \"$f.crashes\" ] || exit 0; n=$(date +%s); c=0; keep=; "
             "while read -r t; do case $t in ''|*[!0-9]*) continue;; esac; "
             f"[ $((n - t)) -lt {CRASH_INTERVAL} ] && c=$((c + 1)) && keep=\"$keep $t\"; done < \"$f.crashes\"; "

@@ -11,7 +11,9 @@ import grp
 import os
 import pwd
 import socket
+import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -162,6 +164,7 @@ def test_no_request_ends_the_holder_or_leaks_a_descriptor(root: Path, requests: 
         holder.reload()  # forget every worker: closes what the holder kept
         holder.sel.close()
         holder.listener.close()
+    assert holder.reaper.flush()
     assert _fd_count() == before
 
 
@@ -178,6 +181,7 @@ def test_too_many_descriptors(root: Path, count: int) -> None:
     holder.reload()
     holder.sel.close()
     holder.listener.close()
+    assert holder.reaper.flush()
     assert _fd_count() == before
 
 
@@ -241,7 +245,8 @@ def test_a_unit_retires_only_its_own_daemons(root: Path) -> None:
         conn, _other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         keep += [conn, _other]
         cgroup.write_text("0::/t.slice/t-p-unix@1.service\n")
-        assert holder._request(conn, retire, [], 0, pid=os.getpid(), uid=65534).startswith("ERR")
+        with pytest.raises(_bridge.BridgeError, match="no daemon with pid"):  # refused, and so logged
+            holder._request(conn, retire, [], 0, pid=os.getpid(), uid=65534)
         assert [w.unit for _p, w in holder.peers.values()] == ["t-x-unix.service"]
         cgroup.write_text("0::/t.slice/t-x-unix.service\n")
         assert holder._request(conn, retire, [], 0, pid=os.getpid(), uid=65534) == "OK"
@@ -251,3 +256,116 @@ def test_a_unit_retires_only_its_own_daemons(root: Path) -> None:
     finally:
         for sock in keep:
             sock.close()
+
+
+def _lingering_tcp(keep: list[Any]) -> socket.socket:
+    """A TCP socket whose last close blocks (SO_LINGER, a peer that never reads, a full send buffer)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    accepted, _addr = server.accept()
+    keep += [server, accepted]
+    accepted.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setblocking(False)
+    try:
+        while True:
+            client.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+    return client
+
+
+def test_a_lingering_descriptor_in_a_request_does_not_block_the_holder(root: Path) -> None:
+    holder = _holder(root)
+    keep: list[Any] = []
+    try:
+        tcp = _lingering_tcp(keep)
+        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep.append(client)
+        socket.send_fds(client, [b"command=status\n"], [tcp.fileno()])
+        tcp.close()  # the holder's copy is the last one
+        holder.sel.register(server, holder.event_read, ("control", None))
+        holder.controls[server.fileno()] = (server, 0.0)
+        start = time.monotonic()
+        holder._control(server)
+        assert time.monotonic() - start < 1.0
+        assert holder.reaper.flush()
+    finally:
+        for obj in keep:
+            obj.close()
+
+
+def test_a_lingering_descriptor_on_the_status_channel_does_not_block_the_holder(root: Path) -> None:
+    holder = _holder(root)
+    keep: list[Any] = []
+    try:
+        (root / "proc" / str(os.getpid()) / "cgroup").write_text("0::/t.slice/t-x-unix.service\n")
+        status, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        keep.append(status)
+        assert ask(holder, b"unit=t-x-unix.service\n", [theirs.fileno()]) == "OK"
+        theirs.close()
+        assert len(holder.peers) == 1
+        _pool, worker = next(iter(holder.peers.values()))
+        tcp = _lingering_tcp(keep)
+        socket.send_fds(status, [_bridge.STATUS.pack(os.getpid(), 0, 1)], [tcp.fileno()])
+        tcp.close()
+        start = time.monotonic()
+        holder._drain(worker.peer)
+        assert time.monotonic() - start < 1.0
+        assert worker.avail and holder.peers  # the record counted, the peer kept
+        assert holder.reaper.flush()
+    finally:
+        for obj in keep:
+            obj.close()
+        holder.reload()
+
+
+def test_one_registration_per_unit(root: Path) -> None:
+    """A compromised worker that forks can neither make the holder keep a descriptor per child nor drop
+    its unit's daemon: while the registered daemon lives, no other process of the unit registers."""
+    holder = _holder(root)
+    keep: list[Any] = []
+    try:
+        holder._identify = lambda conn, pid: "t-x-unix.service"  # type: ignore[method-assign]
+        conn, _other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep += [conn, _other]
+
+        def register(pid: int) -> str:
+            fds = [os.dup(fd) for fd in _descriptors(["pair"], keep)]  # the holder's own, as recv_fds gives them
+            try:
+                return holder._request(conn, b"unit=t-x-unix.service\n", fds, 0, pid=pid, uid=0)
+            except _bridge.BridgeError:
+                for fd in fds:
+                    os.close(fd)
+                raise
+
+        dead = 1 << 30  # above any pid_max: no such process
+        assert register(dead) == "OK"
+        assert register(os.getpid()) == "OK"  # the unit's earlier daemon is gone: replaced
+        for child in range(50):  # children of the live daemon, all in the unit's cgroup
+            with pytest.raises(_bridge.BridgeError, match="registered daemon already"):
+                register(dead - 1 - child)
+        assert [[w.pid for w in pool.workers.values()] for pool in holder.pools.values()] == [[os.getpid()]]
+    finally:
+        for obj in keep:
+            obj.close()
+        holder.reload()
+
+
+def test_a_reload_is_marked_for_the_crash_gate(root: Path) -> None:
+    holder = _holder(root)
+    holder.reload()
+    mark = root / "throttle" / ".reload"
+    assert abs(int(mark.read_text()) - time.time()) < 5
+
+
+def test_a_flood_of_refusals_is_logged_in_bounded_lines(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = _holder(root)
+    for _unused in range(_bridge.REFUSALS_LOGGED + 30):
+        assert ask(holder, b"garbage\n", []).startswith("ERR")
+    logged = capsys.readouterr().err.splitlines()
+    assert sum("refused a request" in line for line in logged) == _bridge.REFUSALS_LOGGED
+    holder.refusals[0] -= _bridge.REFUSALS_WINDOW  # the window is over: the count of the rest is told
+    assert ask(holder, b"garbage\n", []).startswith("ERR")
+    logged = capsys.readouterr().err.splitlines()
+    assert logged[0].endswith("holder: 30 more refused requests not logged") and "refused a request" in logged[1]

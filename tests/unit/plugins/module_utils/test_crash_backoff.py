@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,7 @@ import pytest
 from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import time_seconds
 from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
     CRASH_BURST,
+    RELOAD_GRACE,
     Instance,
     UnitSet,
     build_units,
@@ -123,6 +125,7 @@ def gate(tmp_path: Path) -> tuple[Start, Path, str]:
     script = _script(line, unit)
 
     def start(nrestarts: int) -> list[str]:
+        """A start after nrestarts automatic restarts."""
         restarts.write_text(str(nrestarts))
         calls.write_text("")
         env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -149,6 +152,19 @@ def test_gate_throttles_after_a_burst_of_crash_restarts_only(gate: tuple[Start, 
     # After the wait the count starts afresh.
     assert not (throttle / f"{unit}.crashes").exists()
     assert start(CRASH_BURST + 2) == []
+
+
+def test_restarts_right_after_a_reload_never_count(gate: tuple[Start, Path, str]) -> None:
+    """qmgr (Restart=always) comes back after every postfix reload: the holder marks the reload."""
+    start, throttle, unit = gate
+    throttle.mkdir(parents=True)
+    (throttle / ".reload").write_text(f"{int(time.time())}\n")
+    for count in range(1, 3 * CRASH_BURST):
+        assert start(count) == [], count
+    assert not (throttle / f"{unit}.crashes").exists()
+    (throttle / ".reload").write_text(f"{int(time.time()) - RELOAD_GRACE}\n")
+    assert start(3 * CRASH_BURST) == []  # long after the reload: counted
+    assert (throttle / f"{unit}.crashes").read_text().count("\n") == 1
 
 
 def test_gate_follows_a_reset_restart_counter(gate: tuple[Start, Path, str]) -> None:

@@ -270,8 +270,8 @@ def test_unreadable_tls_key_starts_smtpd_as_root(tmp_path: Path) -> None:
 
 
 @needs_postfix
-def test_shadow_key_starts_smtpd_as_root_with_a_warning(tmp_path: Path, open_dir: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_shadow_key_starts_smtpd_as_root_with_a_warning(
+        tmp_path: Path, open_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if os.getuid() != 0:
         pytest.skip("needs root")
     key = open_dir / "key.pem"
@@ -399,3 +399,12 @@ def test_every_library_module_is_in_the_key(tmp_path: Path, name: str) -> None:
     with open(lib / f"{name}.py", "a", encoding="utf-8") as handle:
         handle.write("\n# changed\n")
     assert inputs.key(str(lib)) != before
+
+
+def test_group_class_decides_for_a_member_of_the_group() -> None:
+    """POSIX: a member of the file's group gets the group bits, never the "other" bits."""
+    def st(mode: int) -> os.stat_result:
+        return os.stat_result((mode, 0, 0, 1, 0, 50, 0, 0, 0, 0))
+    assert _generator._may(st(0o100604), 101, {50}, 4) is False
+    assert _generator._may(st(0o100640), 101, {50}, 4) is True
+    assert _generator._may(st(0o100604), 101, {60}, 4) is True

@@ -313,4 +313,3 @@ def test_systemd_analyze_reads_one_word(tmp_path: Path) -> None:
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(bad)], capture_output=True, text=True,
                           check=False, timeout=60)
     assert "not absolute" in proc.stdout + proc.stderr  # the check above can see a split
-

@@ -103,7 +103,8 @@ def test_save_is_atomic_a_crash_before_the_rename_keeps_the_old_set(tmp_path: Pa
     assert path.read_bytes() == before and _generator.load_set(str(path)) == FILES
 
 
-def test_save_syncs_the_file_and_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths fsync()ed from now on, in order (os is one module: the library's os.fsync is this one)."""
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -111,7 +112,12 @@ def test_save_syncs_the_file_and_the_directory(tmp_path: Path, monkeypatch: pyte
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr(_generator.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_save_syncs_the_file_and_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced = record_fsyncs(monkeypatch)
     path = saved(tmp_path)
     assert synced == [str(path) + ".new", str(path.parent)]
 
@@ -247,14 +253,7 @@ def test_the_modules_copy_is_synced_before_success(tmp_path: Path, monkeypatch: 
             os.replace(src, dest)
 
     os.mkdir(Host.tmpdir)
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(_masterless.os, "fsync", fsync)
+    synced = record_fsyncs(monkeypatch)
     target = tmp_path / "state" / "default" / "units.set"
     _masterless.write_file(Host(), _masterless.File(str(target), _generator.set_text(FILES)))
     assert _generator.load_set(str(target)) == FILES
