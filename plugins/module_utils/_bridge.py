@@ -170,10 +170,20 @@ def decode(data: bytes) -> dict[str, str]:
 
 
 def register(holder: str, message: dict[str, str], fds: list[int], timeout: float = 30.0) -> None:
+    import time  # built in: no start-up cost
+
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
+    end = time.monotonic() + timeout
     try:
-        conn.connect(holder)
+        while True:
+            try:
+                conn.connect(holder)
+                break
+            except BlockingIOError:  # the holder's backlog is full for a moment (unix sockets do not wait)
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
         # socket.send_fds() without the socket module
         rights = struct.pack(f"{len(fds)}i", *fds)
         conn.sendmsg([encode(message)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
@@ -380,21 +390,23 @@ def _socket_kind(fd: int) -> tuple[int, int] | None:
         sock.detach()
 
 
-def _pid_exists(pid: int) -> bool:
+def _start_time(pid: int, proc: str = "/proc") -> str:
+    """The process's start time (/proc/PID/stat field 22): with the pid, it names one process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+        with open(os.path.join(proc, str(pid), "stat"), "rb") as stat_file:
+            fields = stat_file.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 def _alive(pidfd: int) -> bool:
     """A pidfd is readable once its process has exited."""
     import select
 
-    return not select.select([pidfd], [], [], 0)[0]
+    poller = select.poll()  # select() refuses descriptors above 1023
+    poller.register(pidfd, select.POLLIN)
+    return not poller.poll(0)
 
 
 class Worker:
@@ -402,6 +414,7 @@ class Worker:
         self.pid = pid
         self.unit = unit
         self.peer = peer
+        self.start = ""
         self.avail = True  # master_avail_more(): a new child counts as available
         self.buf = b""
         self.uses = 0
@@ -443,44 +456,170 @@ class Pool:
 
 
 class Reaper:
-    """Closes, off the main loop, what peers handed in: the last close of a socket the sender gave
-    SO_LINGER (or of a connection with descriptors still queued on it) blocks for as long as the sender
-    chose, and the holder must never wait on a peer."""
+    """Closes, in a child process, what peers handed in.
+
+    The last close of a socket whose sender set SO_LINGER (or of a connection with descriptors still
+    queued on it, nested to any depth) blocks for as long as the sender chose: the holder must never
+    wait on a peer. Each descriptor goes to the closer over a socketpair, the holder drops its own copy
+    (never the last reference: the message holds one), then tells the closer to close. A closer that
+    has not answered within STUCK seconds is killed (a fatal signal ends such waits) and replaced.
+    """
+
+    STUCK = 1.0
 
     def __init__(self) -> None:
-        import queue
-        import threading
-
-        self.queue: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self.idle = threading.Event()
-        self.idle.set()
-        self.thread: threading.Thread | None = None
-        self.threading = threading
+        self.sock: socket.socket | None = None
+        self.pid = 0
+        self.sent = self.acked = 0
+        self.since = 0.0  # when the oldest unanswered close was sent
 
     def close(self, what: int | socket.socket) -> None:
+        import socket
+
         fd = what.detach() if not isinstance(what, int) else what
         if fd < 0:
             return
         _unlinger(fd)
-        self.idle.clear()
-        self.queue.put(fd)
-        if self.thread is None:
-            self.thread = self.threading.Thread(target=self._run, name="reaper", daemon=True)
-            self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            fd = self.queue.get()
+        self.check()
+        for _attempt in range(2):
+            if self.sock is None and not self._spawn():
+                break
+            if self.sock is None:
+                break
             try:
-                os.close(fd)
+                socket.send_fds(self.sock, [b"f"], [fd])
+            except OSError:  # its queue is full: it is stuck
+                self._kill()
+                continue
+            os.close(fd)  # the message holds the file: this is not its last reference
+            self._tell(b"c")
+            return
+        _log("holder: no closer process: closing in the holder")
+        os.close(fd)
+
+    def _tell(self, what: bytes) -> None:
+        import time
+
+        if self.sock is None:
+            return
+        try:
+            self.sock.send(what)
+        except OSError:
+            self._kill()
+            return
+        if self.sent == self.acked:
+            self.since = time.monotonic()
+        self.sent += 1
+
+    def check(self) -> None:
+        """Count the closer's answers; kill it if it is stuck."""
+        import time
+
+        if self.sock is None:
+            return
+        while True:
+            try:
+                answer = self.sock.recv(64)
+            except BlockingIOError:
+                break
             except OSError:
-                pass
-            if self.queue.empty():
-                self.idle.set()
+                answer = b""
+            if not answer:
+                self._kill()
+                return
+            self.acked += len(answer)
+            self.since = time.monotonic()
+        if self.sent > self.acked and time.monotonic() - self.since > self.STUCK:
+            _log(f"holder: the closer is stuck on a descriptor a peer handed in: replaced ({self.sent - self.acked} left to it)")
+            self._kill()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything handed in is closed (tests)."""
-        return self.idle.wait(timeout)
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.check()
+            if self.sent == self.acked:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self) -> None:
+        self.flush(1.0)
+        self._kill()
+
+    def _spawn(self) -> bool:
+        import socket
+
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pid = os.fork()
+        except OSError as exc:
+            _log(f"holder: cannot start a closer: {exc}")
+            return False
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                _closer(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        ours.setblocking(False)
+        self.sock, self.pid, self.sent, self.acked = ours, pid, 0, 0
+        return True
+
+    def _kill(self) -> None:
+        import signal
+
+        if self.sock is not None:
+            self.sock.close()  # its end's queue is released in the closer's own exit
+            self.sock = None
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.pid = 0
+        self.sent = self.acked = 0
+
+
+def _closer(sock: socket.socket) -> None:
+    """The closer process: keep only its socket, close each descriptor once the holder dropped its copy."""
+    import signal
+
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    keep = sock.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _max_fd())
+    sock.setblocking(True)
+    held: list[int] = []
+    while True:
+        data, ancillary, _flags, _addr = sock.recvmsg(16, STATUS_CMSG_SPACE)
+        held += _received_fds(ancillary)
+        if not data:
+            return
+        if data == b"c":
+            for fd in held:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            sock.send(b"a" * max(1, len(held)))
+            held = []
+
+
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    import array
+    import socket
+
+    fds: list[int] = []
+    for level, kind, cmsg in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += array.array("i", cmsg[:len(cmsg) - len(cmsg) % 4])
+    return fds
 
 
 def _unlinger(fd: int) -> None:
@@ -680,6 +819,7 @@ class Holder:
                 elif pool.waiting_since:
                     self._recheck(pool)
             self._tick()
+            self.reaper.check()
             if drained:
                 # Under load every client sends two records per daemon: take them in batches
                 # instead of waking per record (the holder is Python; master is C).
@@ -722,7 +862,11 @@ class Holder:
         pid = uid = -1
         try:
             pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            data, fds, flags, _unused = socket.recv_fds(conn, REQUEST_MAX, MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+            # Room for all a message may carry (SCM_MAX_FD): what does not fit the kernel would close here.
+            data, ancillary, flags, _unused = conn.recvmsg(REQUEST_MAX, STATUS_CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
+            fds = _received_fds(ancillary)
+            if len(fds) > MAX_FDS:
+                raise BridgeError(f"request with more than {MAX_FDS} descriptors")
             reply = self._request(conn, data, fds, flags, pid=pid, uid=uid)
         except Exception as exc:  # noqa: BLE001 - no request may end the holder (and with it the instance)
             for fd in fds:
@@ -868,7 +1012,7 @@ class Holder:
         for _old_pool, old in self.peers.values():
             # A unit runs one daemon: while it lives, nothing else in its cgroup (a child it forked) may
             # register, so no peer makes the holder keep a descriptor per process, or drop the daemon.
-            if old.unit == unit and old.pid != pid and _pid_exists(old.pid):
+            if old.unit == unit and old.pid != pid and old.start and _start_time(old.pid) == old.start:
                 raise BridgeError(f"{unit} has a registered daemon already (pid {old.pid})")
         if spec.get("stamp"):
             self._touch_stamp(spec["stamp"])
@@ -893,6 +1037,7 @@ class Holder:
             peer.detach()  # fds[0] stays the caller's to close
             raise
         worker = Worker(pid, unit, peer)
+        worker.start = _start_time(pid)  # the pid alone could be another process's later
         pool.workers[peer.fileno()] = worker
         self.peers[peer.fileno()] = (pool, worker)
         extra = fds[1:]
@@ -941,7 +1086,6 @@ class Holder:
             os.close(dfd)
 
     def _drain(self, peer: socket.socket) -> None:
-        import array
         import socket
 
         fd = peer.fileno()
@@ -955,10 +1099,8 @@ class Holder:
                 break
             except OSError:
                 chunk, ancillary = b"", []
-            for level, kind, cmsg in ancillary:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    for fd in array.array("i", cmsg[:len(cmsg) - len(cmsg) % 4]):
-                        self.reaper.close(fd)
+            for received in _received_fds(ancillary):
+                self.reaper.close(received)
             if not chunk:
                 self._forget(pool, worker)
                 self._update(pool)
@@ -1308,11 +1450,20 @@ def cmd_holder(argv: list[str]) -> int:
 
 def request(holder: str, message: dict[str, object], timeout: float = 10.0) -> str:
     import socket
+    import time
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
+    end = time.monotonic() + timeout
     try:
-        conn.connect(holder)
+        while True:
+            try:
+                conn.connect(holder)
+                break
+            except BlockingIOError:  # the holder's backlog is full for a moment (unix sockets do not wait)
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
         conn.send(encode(message))
         return conn.recv(1 << 20).decode(errors="replace")
     finally:

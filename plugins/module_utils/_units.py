@@ -421,7 +421,7 @@ def _crash_gate(instance: Instance) -> list[tuple[str, str]]:
             "case $last in ''|*[!0-9]*) last=0;; esac; "
             f"rl=0; [ -e {where}/.reload ] && read -r rl < {where}/.reload; case $rl in ''|*[!0-9]*) rl=0;; esac; "
             f"if [ $r -gt $last ]; then mkdir -p -m 0755 -- {where} && echo $r > \"$f.restarts\" && "
-            f"{{ [ $(($(date +%s) - rl)) -lt {RELOAD_GRACE} ] || date +%s >> \"$f.crashes\"; }}; "
+            f"{{ d=$(($(date +%s) - rl)); [ $d -ge 0 ] && [ $d -lt {RELOAD_GRACE} ] || date +%s >> \"$f.crashes\"; }}; "
             "elif [ $r -lt $last ]; then echo $r > \"$f.restarts\"; fi; "
             "[ -e \"$f.crashes\" ] || exit 0; n=$(date +%s); c=0; keep=; "
             "while read -r t; do case $t in ''|*[!0-9]*) continue;; esac; "

@@ -165,6 +165,7 @@ def test_no_request_ends_the_holder_or_leaks_a_descriptor(root: Path, requests: 
         holder.sel.close()
         holder.listener.close()
     assert holder.reaper.flush()
+    holder.reaper.stop()  # its socket to the closer process
     assert _fd_count() == before
 
 
@@ -182,6 +183,7 @@ def test_too_many_descriptors(root: Path, count: int) -> None:
     holder.sel.close()
     holder.listener.close()
     assert holder.reaper.flush()
+    holder.reaper.stop()  # its socket to the closer process
     assert _fd_count() == before
 
 
@@ -369,3 +371,76 @@ def test_a_flood_of_refusals_is_logged_in_bounded_lines(root: Path, capsys: pyte
     assert ask(holder, b"garbage\n", []).startswith("ERR")
     logged = capsys.readouterr().err.splitlines()
     assert logged[0].endswith("holder: 30 more refused requests not logged") and "refused a request" in logged[1]
+
+
+def test_descriptors_beyond_the_limit_are_not_closed_by_the_holder(root: Path) -> None:
+    """65 descriptors, the last one lingering: the kernel must not drop it in the holder's main loop."""
+    holder = _holder(root)
+    keep: list[Any] = []
+    try:
+        tcp = _lingering_tcp(keep)
+        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep.append(client)
+        socket.send_fds(client, [b"command=status\n"], _descriptors(["pair"] * _bridge.MAX_FDS, keep) + [tcp.fileno()])
+        tcp.close()
+        holder.sel.register(server, holder.event_read, ("control", None))
+        holder.controls[server.fileno()] = (server, 0.0)
+        start = time.monotonic()
+        holder._control(server)
+        assert time.monotonic() - start < 1.0
+        assert client.recv(4096).startswith(b"ERR refused: request with more than")
+    finally:
+        for obj in keep:
+            obj.close()
+        holder.reaper.stop()
+
+
+def test_a_closer_stuck_on_a_queued_descriptor_is_replaced(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lingering socket queued behind a request on its connection: closing the connection drops it."""
+    holder = _holder(root)
+    keep: list[Any] = []
+    try:
+        tcp = _lingering_tcp(keep)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 600))
+        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep.append(client)
+        client.send(b"command=status\n")
+        socket.send_fds(client, [b"later"], [tcp.fileno()])  # still queued when the holder closes the connection
+        tcp.close()
+        holder.sel.register(server, holder.event_read, ("control", None))
+        holder.controls[server.fileno()] = (server, 0.0)
+        start = time.monotonic()
+        holder._control(server)
+        assert time.monotonic() - start < 1.0
+        stuck = holder.reaper.pid
+        assert not holder.reaper.flush(0.5)  # the closer waits on the linger
+        time.sleep(_bridge.Reaper.STUCK)
+        holder.reaper.check()
+        assert holder.reaper.pid == 0 and "the closer is stuck" in capsys.readouterr().err
+        with pytest.raises(ChildProcessError):
+            os.waitpid(stuck, os.WNOHANG)  # killed and reaped
+        mine, theirs = socket.socketpair()
+        keep.append(mine)
+        holder.reaper.close(theirs)  # a new closer takes the next one
+        assert holder.reaper.flush() and holder.reaper.pid not in (0, stuck)
+    finally:
+        for obj in keep:
+            obj.close()
+        holder.reaper.stop()
+
+
+def test_liveness_of_a_pidfd_above_1023() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("hard descriptor limit below 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    pidfd = os.pidfd_open(os.getpid())
+    high = os.dup2(pidfd, 1500)
+    try:
+        assert _bridge._alive(high)
+    finally:
+        os.close(high)
+        os.close(pidfd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -165,6 +165,9 @@ def test_restarts_right_after_a_reload_never_count(gate: tuple[Start, Path, str]
     (throttle / ".reload").write_text(f"{int(time.time()) - RELOAD_GRACE}\n")
     assert start(3 * CRASH_BURST) == []  # long after the reload: counted
     assert (throttle / f"{unit}.crashes").read_text().count("\n") == 1
+    (throttle / ".reload").write_text(f"{int(time.time()) + 3600}\n")  # the clock stepped back since
+    assert start(3 * CRASH_BURST + 1) == []
+    assert (throttle / f"{unit}.crashes").read_text().count("\n") == 2
 
 
 def test_gate_follows_a_reset_restart_counter(gate: tuple[Start, Path, str]) -> None:
