@@ -169,21 +169,25 @@ def decode(data: bytes) -> dict[str, str]:
     return out
 
 
-def register(holder: str, message: dict[str, str], fds: list[int], timeout: float = 30.0) -> None:
+def _connect(conn: _socket.socket, holder: str, timeout: float) -> None:
     import time  # built in: no start-up cost
 
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            conn.connect(holder)
+            return
+        except BlockingIOError:  # the holder's backlog is full for a moment (unix sockets do not wait)
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+
+
+def register(holder: str, message: dict[str, str], fds: list[int], timeout: float = 30.0) -> None:
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
-    end = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                conn.connect(holder)
-                break
-            except BlockingIOError:  # the holder's backlog is full for a moment (unix sockets do not wait)
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.01)
+        _connect(conn, holder, timeout)
         # socket.send_fds() without the socket module
         rights = struct.pack(f"{len(fds)}i", *fds)
         conn.sendmsg([encode(message)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
@@ -1450,20 +1454,11 @@ def cmd_holder(argv: list[str]) -> int:
 
 def request(holder: str, message: dict[str, object], timeout: float = 10.0) -> str:
     import socket
-    import time
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
-    end = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                conn.connect(holder)
-                break
-            except BlockingIOError:  # the holder's backlog is full for a moment (unix sockets do not wait)
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.01)
+        _connect(conn, holder, timeout)
         conn.send(encode(message))
         return conn.recv(1 << 20).decode(errors="replace")
     finally:
