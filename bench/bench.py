@@ -8,7 +8,7 @@
 
 Knobs (environment): BENCH_MESSAGES (1000), BENCH_SIZES ("2048 51200"), BENCH_CONCURRENCY ("20"),
 BENCH_ROUNDS (3), BENCH_WARMUP (200 messages per configuration, reported, not in the medians),
-BENCH_IDLE (120 s before the footprint), BENCH_ROLLOUT_SIZES ("3 9"), BENCH_GENERATOR_RUNS
+BENCH_IDLE (120 s before the footprint), BENCH_ROLLOUT_SIZES ("3 9 12"), BENCH_GENERATOR_RUNS
 ("30 10 3": default, 100, 1,000 entries), BENCH_FLEET_MASTER (1: also a split fleet in master mode),
 BENCH_KEEP (1: leave the containers up), BENCH_CONFIGS ("A,B": only those throughput configurations,
 default all four), BENCH_SINGLE_MAIN_CF (JSON: main.cf settings of both single instances A and B, e.g.
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
         if "rollout" in parts:
             res.data["rollout"] = []
             # Largest first: the 3-host fleet then stays up for the throughput part.
-            for size in sorted(env_list("BENCH_ROLLOUT_SIZES", [3, 9]), reverse=True):
+            for size in sorted(env_list("BENCH_ROLLOUT_SIZES", [3, 9, 12]), reverse=True):
                 keep_fleet = size == 3 and bool(parts & {"throughput", "footprint"})
                 res.data["rollout"].append(rollout.measure(size, keep=keep_fleet))
                 res.save()
@@ -111,7 +111,8 @@ def main(argv: list[str]) -> int:
                                     env_int("BENCH_WARMUP", 200), with_master_fleet=fleet_master, configs=configs)
             res.data["throughput"] = tp
             res.save()
-            print(throughput.render(tp["summary"], tp["targets"]) + "\n\n" + throughput.render_ratios(tp["ratios"]), flush=True)
+            print(throughput.render(tp["summary"], tp["targets"], tp["warmup"]) + "\n\n"
+                  + throughput.render_ratios(tp["ratios"], tp["cold"], tp["cpu_ratios"]), flush=True)
         if "footprint" in parts:
             idle = env_int("BENCH_IDLE", 120)
             say(f"footprint: {idle} s without mail, then PSS of every Postfix-related process")
@@ -139,20 +140,40 @@ FOOTPRINT_PAIRS = [("B: single, master-less", "A: single, master"),
                    ("C: edge1 (master-less)", "D: medge1 (master)"), ("C: delivery1 (master-less)", "D: mdelivery1 (master)")]
 
 
+# Re-run (changed = 0) of the 9-host fleet against the 3-host fleet: the rollout must grow sub-linearly.
+ROLLOUT_TARGET = (9, 3, 2.0)
+
+
 def render_rollout(items: list[dict[str, Any]]) -> str:
+    """Wall time per size and run; re-runs also as a ratio to the smallest fleet's re-run (JSON of older runs too)."""
     from benchlib import table
 
+    big, small, goal = ROLLOUT_TARGET
+    reruns = {it["hosts"]: it["rerun"]["seconds"] for it in items if it.get("rerun") and it["rerun"]["rc"] == 0}
+    base_hosts = small if small in reruns else min(reruns, default=0)
     rows = []
-    for it in items:
+    for it in sorted(items, key=lambda i: i["hosts"]):
         for run_name in ("first", "rerun"):
             r = it.get(run_name)
             if not r:
                 continue
             lo, hi = r["tasks_per_host_min"], r["tasks_per_host_max"]
             tasks = f"{lo}–{hi}" if lo != hi else str(hi)
+            ratio = target = met = ""
+            if run_name == "rerun" and base_hosts and it["hosts"] in reruns:
+                ratio = f"{reruns[it['hosts']] / reruns[base_hosts]:.2f}×"
+                if it["hosts"] == big and base_hosts == small:
+                    target = f"≤ {goal:g}×"
+                    met = "yes" if reruns[big] <= goal * reruns[small] else "NO"
             rows.append([it["hosts"], f"{len(it['groups']['edge'])} edge + {len(it['groups']['delivery'])} delivery",
-                         run_name, f"{r['seconds']:.1f}", tasks, r["changed_total"], "ok" if r["rc"] == 0 else f"FAILED ({r['rc']})"])
-    return table(["hosts", "fleet", "run", "wall s", "tasks per host", "changed", "result"], rows)
+                         r.get("edge_batches", "—"), run_name, f"{r['seconds']:.1f}", f"{r['seconds'] / it['hosts']:.1f}",
+                         ratio, target, met, tasks, r["changed_total"], "ok" if r["rc"] == 0 else f"FAILED ({r['rc']})"])
+    serial = {str(it.get("serial", "?")) for it in items}
+    return "\n".join([
+        table(["hosts", "fleet", "edge batches", "run", "wall s", "s per host", f"re-run / {base_hosts or small}-host re-run",
+               "target", "met", "tasks per host", "changed", "result"], rows),
+        f"Edge batch sizes: {', '.join(sorted(serial))}.",
+    ])
 
 
 def report(data: dict[str, Any]) -> str:
@@ -165,11 +186,11 @@ def report(data: dict[str, Any]) -> str:
         out += ["", f"## Rollout ({data['rollout'][0]['playbook'] if data['rollout'] else ''})", render_rollout(data["rollout"])]
     if "throughput" in data:
         tp = data["throughput"]
-        out += ["", "## Throughput", throughput.render(tp["summary"], tp["targets"]), "", throughput.render_ratios(tp["ratios"]),
-                "", throughput.render_breakdown(tp["summary"], tp["targets"])]
-        if tp.get("warmup"):
-            out += ["", "Cold start (warm-up round, not in the medians):",
-                    ", ".join(f"{w['target']} {w['msgs_per_s']} msg/s (p99 {w['delay_p99']} s)" for w in tp["warmup"])]
+        # Older JSON files have no cold/cpu_ratios entries: derive them, so that report prints the same tables.
+        cold = tp.get("cold", throughput.cold_ratio(tp.get("warmup", [])))
+        cpu_items = tp.get("cpu_ratios", throughput.cpu_ratios(tp["summary"]))
+        out += ["", "## Throughput", throughput.render(tp["summary"], tp["targets"], tp.get("warmup")), "",
+                throughput.render_ratios(tp["ratios"], cold, cpu_items), "", throughput.render_breakdown(tp["summary"], tp["targets"])]
     if "footprint" in data:
         out += ["", f"## Idle footprint (after {data['footprint']['idle_seconds']} s without mail)",
                 footprint.render(data["footprint"]["hosts"], FOOTPRINT_PAIRS)]

@@ -37,6 +37,9 @@ print(json.dumps(procs))
 """
 
 
+TARGET = 1.2  # idle PSS, master-less / master, on every host
+
+
 def measure(containers: dict[str, str]) -> dict[str, Any]:
     """containers: label -> container name. Returns per label: processes, PSS, RSS and by command."""
     out: dict[str, Any] = {}
@@ -63,5 +66,7 @@ def render(result: dict[str, Any], pairs: list[tuple[str, str]]) -> str:
     text = table(["host", "processes", "PSS MiB", "RSS MiB", "processes by command (largest PSS first)"], rows)
     for new, base in pairs:
         if new in result and base in result and result[base]["pss_kib"]:
-            text += f"\nPSS {new} / {base}: {result[new]['pss_kib'] / result[base]['pss_kib']:.2f}×"
+            ratio = result[new]["pss_kib"] / result[base]["pss_kib"]
+            text += (f"\nPSS {new} / {base}: {ratio:.2f}× (target ≤ {TARGET}× on every host: "
+                     f"{'met' if ratio <= TARGET else 'NOT met'})")
     return text

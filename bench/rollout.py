@@ -14,7 +14,9 @@ from typing import Any
 from benchlib import DOMAIN, PREFIX, STATE, USER, playbook, remove_containers, say, site_playbook, start_containers, write_inventory
 
 # managed hosts -> (edges, deliveries): one delivery host per two edges, as in the lab.
-SHAPES = {3: (2, 1), 9: (6, 3)}
+SHAPES = {3: (2, 1), 9: (6, 3), 12: (8, 4)}
+# The edge play's header, printed once per batch.
+EDGE_PLAY = "PLAY [Configure the edge tier"
 
 
 def fleet_hosts(size: int) -> dict[str, list[str]]:
@@ -82,8 +84,10 @@ def measure(size: int, keep: bool = False) -> dict[str, Any]:
             managed = {h: s for h, s in res["hosts"].items() if h not in groups["client"]}
             tasks = [s.get("ok", 0) + s.get("failures", 0) + s.get("skipped", 0) for s in managed.values()]
             changed = [s.get("changed", 0) for s in managed.values()]
+            log = (STATE / f"rollout-{size}-{run_name}.log").read_text(encoding="utf-8", errors="replace")
             out[run_name] = {
                 "rc": res["rc"], "seconds": res["seconds"], "recap": res["hosts"], "failures": res["failures"][:5],
+                "edge_batches": log.count(EDGE_PLAY),
                 "tasks_per_host_max": max(tasks, default=0), "tasks_per_host_min": min(tasks, default=0),
                 "changed_total": sum(changed), "changed_per_host_max": max(changed, default=0),
             }

@@ -85,10 +85,20 @@ def installation(modules: Mapping[str, ModuleType], *, libexec: str, generator_d
     package = os.path.join(libexec, PACKAGE)
     files = [File(os.path.join(package, "__init__.py"), "")]
     files += [File(os.path.join(package, f"{name}.py"), module_source(modules[name])) for name in PAYLOAD]
-    files.append(File(os.path.join(libexec, "bridge"), link=f"{PACKAGE}/_bridge.py"))
+    files.append(File(os.path.join(libexec, "bridge"), _bridge.LAUNCHER.format(python=python, libexec=libexec)))
     files.append(File(os.path.join(generator_dir, GENERATOR_NAME),
                       _generator.LAUNCHER.format(python=python, libexec=libexec), mode=0o755))
     return files
+
+
+def compile_library(run: Runner, python: str, package_dir: str) -> None:
+    """Bytecode for the interpreter the units run: the holder and the workers' bridge run sandboxed
+    (/usr read-only) and would otherwise compile the library at every start."""
+    # checked-hash: the bytecode is used only while it matches the source's content (not mtime and size).
+    code, out, err = run([python, "-I", "-S", "-m", "compileall", "-q", "-l", "-f", "--invalidation-mode", "checked-hash",
+                          package_dir])
+    if code != 0:
+        raise MasterlessError(f"{python} -m compileall {package_dir} failed: {(err or out).strip()}")
 
 
 def conf_text(config_dir: str, extra: Mapping[str, str]) -> str:

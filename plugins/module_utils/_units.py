@@ -283,8 +283,14 @@ _EXEC_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "'": "\\'", "%": "%%", 
                                **{chr(0xdc00 + b): f"\\x{b:02x}" for b in range(0x80, 0x100)}})
 
 
+# Characters exec_quote() leaves as they are (most words): str.translate with a dict costs more.
+_EXEC_PLAIN = _ALNUM + "/-_.,:=@+"
+
+
 def exec_quote(arg: str) -> str:
     """One argv element for ExecStart=: no expansion of $VAR, %spec, quotes or escapes."""
+    if _all_in(arg, _EXEC_PLAIN):
+        return arg
     text = arg.translate(_EXEC_ESCAPES)
     if text == ";":
         return "\\;"
@@ -305,7 +311,9 @@ def _unit_quote(value: str) -> str:
 
 def is_utf8(text: str) -> bool:
     """False when text carries bytes that are not UTF-8 (read with surrogateescape)."""
-    return not any("\udc80" <= char <= "\udcff" for char in text)
+    # isascii() first: called for every value of every unit, and a per-character loop costs the
+    # generator milliseconds at boot.
+    return text.isascii() or not any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def printable(text: str) -> str:
@@ -333,6 +341,10 @@ def unit_value(key: str, value: str) -> str:
 
     Description= expands %-specifiers: a '%' from master.cf ([fe80::1%eth0]:25) is doubled.
     """
+    # Printable ASCII (no line break, NUL or byte that is not UTF-8) without a trailing backslash:
+    # nothing below applies. Most values, and this runs for every line of every unit.
+    if value.isascii() and value.isprintable() and value[-1:] != "\\":
+        return value.replace("%", "%%") if key == "Description" else value
     if key == "Description":
         value = printable(value).replace("%", "%%")
     elif not is_utf8(value):
@@ -410,10 +422,20 @@ def throttle_seconds(instance: Instance) -> int:
     return _semantics.time_seconds(instance.service_throttle_time, 60)
 
 
+_CRASH_GATES: dict[tuple[int, str, str], list[tuple[str, str]]] = {}
+
+
 def _crash_gate(instance: Instance) -> list[tuple[str, str]]:
-    seconds = throttle_seconds(instance)
-    crash = _sh(instance.crash_unit.replace("@", "@" + _NAME, 1))
-    where = _sh(instance.throttle_dir)
+    """The same lines for every unit of an instance (%N/%n name the unit): made once per instance."""
+    key = (throttle_seconds(instance), instance.crash_unit, instance.throttle_dir)
+    if key not in _CRASH_GATES:
+        _CRASH_GATES[key] = _make_crash_gate(*key)
+    return list(_CRASH_GATES[key])
+
+
+def _make_crash_gate(seconds: int, crash_unit: str, throttle_dir: str) -> list[tuple[str, str]]:
+    crash = _sh(crash_unit.replace("@", "@" + _NAME, 1))
+    where = _sh(throttle_dir)
     # systemd does not tell ExecStartPre how the last run ended (ExecMainCode is reset by then): restarts
     # within RELOAD_GRACE of a holder reload (qmgr's Restart=always after postfix reload) are no crash.
     gate = (f"f={where}/{_sh(_NAME)}; r=$(systemctl show -p NRestarts --value -- {_sh(_FULL_NAME)} 2>/dev/null); "
@@ -656,6 +678,9 @@ def _service_unit(instance: Instance, plan: _Plan) -> str:
         if plan.template and daemon.skeleton == "single":
             # One status TAKEN per client: the holder can tell when max_use ends a worker.
             bridge += ["--max-use", str(pool_max_use(entry, instance))]
+            if not daemon.retire:
+                # A burst is served by daemons this unit's bridge forks (as master forks), not by a unit each.
+                bridge += ["--forks", str(FORKS_PER_UNIT)]
         if plan.stamp:
             bridge += ["--stamp", plan.stamp]
         lock = _lock_name(plan)
@@ -716,6 +741,11 @@ def _lock_name(plan: _Plan) -> str:
         elif arg == "-t":
             kind = argv[pos + 1]
     return f"pid/{kind}.{name}"
+
+
+# Daemons one pool unit may run when clients wait (the holder grants them one per waiting client, within
+# maxproc): one unit start, then forks, where a unit per daemon cost ~100 ms of CPU each.
+FORKS_PER_UNIT = 32
 
 
 def pool_max_use(entry: Entry, instance: Instance) -> int:

@@ -321,6 +321,9 @@ class _Context:
         q = self.inst.queue_directory
         for file in changed_files:
             self.act(f"write {file.path}", _masterless.write_file, self.module, file)
+        package = os.path.join(self.module.params["libexec_dir"], _masterless.PACKAGE)
+        if any(f.path.startswith(package + os.sep) for f in changed_files):
+            self.act(f"compile {package}", _masterless.compile_library, self.run, self.module.params["python"], package)
         saved = state_file()
         if saved.differs():
             self.act(f"write {saved.path}", _masterless.write_file, self.module, saved)

@@ -37,6 +37,30 @@ def test_mail_from_outside_through_each_edge_reaches_the_mailbox(host: Any, edge
     assert found.rc == 0, f"{token} sent through {edge} is not in {MAILDIR} on {DELIVERY_NAME}"
 
 
+def test_the_hop_to_the_delivery_tier_is_encrypted_and_reused(host: Any) -> None:
+    edge = testinfra.get_host(f"podman://{EDGES[0]}")
+    since = edge.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    tokens = [f"mailfleet-hop-{uuid.uuid4().hex}" for _unused in range(4)]
+    # In a row: each mail finds the previous one's connection in the edge's cache (2 s).
+    sent = host.run("; ".join(
+        f"swaks --server {EDGES[0]} --from probe@outside.invalid --to alice@fleet.example --helo outside.invalid "
+        f"--header 'Subject: {t}' >/dev/null || exit 1" for t in tokens))
+    assert sent.rc == 0, sent.stdout + sent.stderr
+    delivery = _delivery()
+    for token in tokens:
+        found = delivery.run(f"for i in $(seq 30); do f=$(grep -rlsF {token} {MAILDIR}) && echo $f && exit 0; sleep 1; done; "
+                             "exit 1")
+        assert found.rc == 0, f"{token} sent through {EDGES[0]} is not in {MAILDIR} on {DELIVERY_NAME}"
+    # The topmost Received header is the delivery tier's: ESMTPS when the edge's session used TLS (RFC 3848).
+    mail = delivery.file(found.stdout.strip()).content_string
+    received = re.search(r"^Received:.*?(?=^\S)", mail, re.M | re.S)
+    assert received and re.search(r"\swith ESMTPS\s", received.group(0)), mail
+    relayed = edge.run(f"journalctl -q -o cat --since '{since}' | grep -E 'status=sent' | grep -E 'relay=[^ ]*:25,'")
+    assert relayed.rc == 0, relayed.stdout
+    reused = [line for line in relayed.stdout.splitlines() if ", conn_use=" in line]  # logged from the second use on
+    assert reused, f"no mail reused a connection to the delivery tier:\n{relayed.stdout}"
+
+
 @pytest.mark.parametrize("edge", EDGES)
 def test_edge_refuses_to_relay_to_foreign_domains(host: Any, edge: str) -> None:
     result = _swaks(host, edge, "someone@foreign.example", extra="--quit-after RCPT")

@@ -69,6 +69,7 @@ if mode in ("daemon", "busy"):
         if mode == "daemon":
             os.write(5, struct.pack("=iIi", os.getpid(), 0, 1))
     open(os.environ["FAKE_REPORT"] + ".ready", "w").close()
+    open(os.environ["FAKE_REPORT"] + ".%d.ready" % os.getpid(), "w").close()  # one per daemon a bridge forked
     select.select([5], [], [])  # *_server_abort(): any readability of fd 5 means master is gone
     open(os.environ["FAKE_REPORT"] + ".eof", "w").close()
 '''
@@ -164,10 +165,11 @@ class Env:
         self.procs.append(proc)
         return proc, out
 
-    def add_unit(self, unit: str, options: list[str]) -> None:
+    def add_unit(self, unit: str, options: list[str], daemon: str = "x") -> None:
         """The unit's file in the unit set, with a `bridge run` ExecStart= as the generator writes it."""
         stem, at, _number = unit.partition("@")
-        words = [PYTHON, "-I", "-S", str(BRIDGE), "run", *options, "--unit", "%n", "--", "/usr/lib/postfix/sbin/x", "x"]
+        words = [PYTHON, "-I", "-S", str(BRIDGE), "run", *options, "--unit", "%n", "--", f"/usr/lib/postfix/sbin/{daemon}",
+                 daemon]
         self.units[f"{stem}@.service" if at else unit] = (
             "[Service]\nExecStart=" + " ".join(_units.exec_quote(w) for w in words) + "\n")
         _generator.save_set(str(self.units_set), {**self.units, "t.target": "[Unit]\n"})
@@ -325,6 +327,65 @@ def test_reload_stops_the_units_master_cf_no_longer_has(tmp_path: Path) -> None:
         assert calls[3:5] == ["stop --no-block -- t-pickup-unix.socket", "reset-failed -- t-pickup-unix.socket"]
     finally:
         env.close()
+
+
+HOLDER_MEMORY = """
+import importlib.util, json, socket, sys
+spec = importlib.util.spec_from_file_location("bridge", sys.argv[1])
+bridge = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bridge)
+flow, stamps, queue, owner, group, systemctl, units_set = sys.argv[2:9]
+before = set(sys.modules)
+holder = bridge.Holder(listener=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET), flow=flow, stamps=stamps,
+                       queue_directory=queue, owner=owner, group=group, systemctl=systemctl, target="t.target",
+                       units_set=(units_set,))
+specs = holder._pool_specs()
+holder._start(["t-x-unix@2.service"])
+holder.reload(refresh=True)
+print(json.dumps({"specs": specs, "imported": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_holder_keeps_the_library_and_subprocess_out_of_its_memory(env: Env) -> None:
+    """The holder lives as long as the instance: the unit set is read, and reload's systemctl calls are
+    made, in a forked child, and growth spawns systemctl without the subprocess module."""
+    env.add_unit("t-x-unix@.service", ["--holder", str(env.sock), "--flow", str(env.flow), "--maxproc", "3"])
+    owner, group = me()
+    proc = subprocess.run([PYTHON, "-I", "-S", "-c", HOLDER_MEMORY, str(BRIDGE), str(env.tmp / "flow2"),
+                           str(env.tmp / "used2"), str(env.queue), owner, group, str(env.systemctl), str(env.units_set)],
+                          capture_output=True, text=True, check=True, timeout=30)
+    out = json.loads(proc.stdout)
+    assert out["specs"]["t-x-unix@.service"]["maxproc"] == "3"
+    assert not [m for m in out["imported"] if m in ("subprocess", "json") or m.rsplit(".", 1)[-1].startswith(
+        ("_generator", "_units", "_sandbox", "_mastercf", "_semantics"))], out["imported"]
+    assert wait_calls(env, 4)[:2] == ["start --no-block t-x-unix@2.service", "daemon-reload"]
+
+
+def _failing_work() -> bytes:
+    raise OSError("no such set")
+
+
+def test_in_child_reports_the_childs_error() -> None:
+    assert _bridge._in_child(lambda: b"x" * 200000) == b"x" * 200000  # more than a pipe holds
+    with pytest.raises(_bridge.BridgeError, match="no such set"):
+        _bridge._in_child(_failing_work)
+
+
+def test_an_idle_closer_is_ended_and_comes_back_when_needed() -> None:
+    reaper = _bridge.Reaper()
+    reaper.IDLE = 0.05
+    first, second = socket.socketpair()
+    reaper.close(first)
+    assert reaper.flush()
+    pid = reaper.pid
+    time.sleep(0.1)
+    reaper.check()
+    assert reaper.pid == 0 and reaper.sock is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped, not left a zombie
+    reaper.close(second)
+    assert reaper.pid and reaper.flush()
+    reaper.stop()
 
 
 def test_master_locks_make_postfix_see_a_running_system(env: Env) -> None:
@@ -986,3 +1047,90 @@ def test_endpoint_owner_never_follows_or_takes_a_hard_link(tmp_path: Path) -> No
         assert _bridge.main(["endpoint", "--owner", owner, "--group", group, "--", str(private / name)]) == 1
     assert os.stat(secret).st_uid == 0 and os.lstat(private / "smtp").st_uid == 0
     assert os.stat(tmp_path / "fifo").st_uid == 0
+
+
+# --------------------------------------------------------------------------- forking pools (--forks)
+
+FORKING = ["--max-use", "100", "--forks", "8"]
+
+
+def daemons_ready(out: Path) -> list[Path]:
+    return list(out.parent.glob(out.name + ".*.ready"))
+
+
+def wait_daemons(out: Path, count: int, timeout: float = 10.0) -> int:
+    end = time.monotonic() + timeout
+    while len(daemons_ready(out)) < count and time.monotonic() < end:
+        time.sleep(0.02)
+    return len(daemons_ready(out))
+
+
+def test_a_forking_pool_serves_a_burst_from_one_unit(env: Env) -> None:
+    """Clients that wait when the first worker registers get daemons its bridge forks (granted at once), and
+    later ones too (asked over the control channel): no unit start, as master forks; maxproc still holds."""
+    listen = unix_listener(env.tmp / "pool.sock")
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _unused in range(3)]
+    for client in clients:
+        client.connect(str(env.tmp / "pool.sock"))  # they wait in the backlog, as at a socket activation
+    proc, out = env.bridge([listen], mode="busy", unit="t-p-unix@1.service", maxproc="4", extra=FORKING)
+    # 3 waiting: the first daemon plus 2 granted; all busy and 3 still wait: one more is asked for (maxproc 4).
+    assert wait_daemons(out, 4) == 4
+    time.sleep(0.3)
+    assert len(daemons_ready(out)) == 4
+    assert env.status()["t-p-unix"]["workers"] == ["t-p-unix@1.service"] * 4
+    assert not [c for c in systemctl_calls(env) if c.startswith("start")]
+    # The bridge waits for its daemons; it ends when they have, and fails when one of them did (crash gate).
+    os.kill(int(daemons_ready(out)[0].name.split(".")[-2]), signal.SIGKILL)
+    assert env.holder is not None
+    env.holder.send_signal(signal.SIGHUP)  # reload: the other daemons see their status channel close and exit
+    assert proc.wait(timeout=10) == 1
+    for client in clients:
+        client.close()
+
+
+def test_a_further_daemon_needs_the_holders_grant(env: Env) -> None:
+    """A process in a forking unit's cgroup (a compromised daemon) cannot register daemons beside the one
+    the unit's bridge registered, nor can a unit without --forks in the unit set take a control channel."""
+    listen = unix_listener(env.tmp / "pool.sock")
+    _unused, out = env.bridge([listen], mode="busy", unit="t-p-unix@1.service", maxproc="4", extra=FORKING)
+    assert wait_daemons(out, 1) == 1
+    me_proc = env.proc / str(os.getpid())
+    me_proc.mkdir(exist_ok=True)
+    (me_proc / "cgroup").write_text("0::/t.slice/t-p-unix@1.service\n")
+    mine, peer = socket.socketpair()
+    with pytest.raises(_bridge.BridgeError, match="without a grant"):
+        _bridge.register(str(env.sock), {"unit": "t-p-unix@1.service", "sibling": "1"}, [peer.fileno()])
+    proc, _out = env.bridge([unix_listener(env.tmp / "q.sock")], unit="t-q-unix@1.service", maxproc="4",
+                            extra=["--max-use", "100"], claim=["--forks", "8"], report="q.json")
+    assert "may not run several daemons" in refusal(proc)
+    assert len(env.status()["t-p-unix"]["workers"]) == 1  # type: ignore[arg-type]
+    mine.close()
+    peer.close()
+
+
+def test_the_first_pool_after_idle_starts_the_pools_mail_needs_next(env: Env) -> None:
+    """Instead of one socket activation after the other: cleanup, trivial-rewrite and proxymap at once, then
+    also the pools of the last busy period."""
+    options = ["--holder", str(env.sock), "--flow", str(env.flow), "--maxproc", "0", "--max-use", "100"]
+    env.add_unit("t-cleanup-unix@.service", options, daemon="cleanup")
+    env.add_unit("t-rewrite-unix@.service", options[:-2], daemon="trivial-rewrite")
+    env.add_unit("t-local-unix@.service", options, daemon="local")
+    smtpd, out = env.bridge([unix_listener(env.tmp / "s.sock")], mode="daemon", unit="t-s-inet@1.service", maxproc="0",
+                            extra=["--max-use", "100"])
+    assert wait_for(Path(str(out) + ".ready"))
+    assert wait_calls(env, 1) == ["start --no-block t-cleanup-unix@1.service t-rewrite-unix@1.service"]
+    local, out2 = env.bridge([unix_listener(env.tmp / "l.sock")], mode="daemon", unit="t-local-unix@1.service",
+                             maxproc="0", extra=["--max-use", "100"], report="l.json")
+    assert wait_for(Path(str(out2) + ".ready"))
+    started = [env.bridge([unix_listener(env.tmp / f"{name}.sock")], mode="daemon", unit=f"t-{name}-unix@1.service",
+                          maxproc="0", extra=extra, report=f"{name}.json", listed=False)
+               for name, extra in (("cleanup", ["--max-use", "100"]), ("rewrite", []))]  # the companions run
+    assert all(wait_for(Path(str(report) + ".ready")) for _proc, report in started)
+    for proc in (smtpd, local, *(p for p, _report in started)):  # the instance idles out
+        proc.kill()
+        proc.wait()
+    time.sleep(0.3)
+    _unused, out3 = env.bridge([unix_listener(env.tmp / "s2.sock")], mode="daemon", unit="t-s-inet@1.service",
+                               maxproc="0", extra=["--max-use", "100"], report="s2.json")
+    assert wait_for(Path(str(out3) + ".ready"))
+    assert wait_calls(env, 2)[1] == "start --no-block t-cleanup-unix@1.service t-local-unix@1.service t-rewrite-unix@1.service"

@@ -408,3 +408,189 @@ def test_group_class_decides_for_a_member_of_the_group() -> None:
     assert _generator._may(st(0o100604), 101, {50}, 4) is False
     assert _generator._may(st(0o100640), 101, {50}, 4) is True
     assert _generator._may(st(0o100604), 101, {60}, 4) is True
+
+
+# --------------------------------------------------------------------------- start-up time: work done while postconf runs
+
+
+def cold_tree(host: Host) -> dict[str, str]:
+    """What a run with nothing saved writes (the reference for the runs that work ahead)."""
+    shutil.rmtree(host.run, ignore_errors=True)
+    host.generate()
+    return _generator.read_tree(str(host.out))
+
+
+@needs_postfix
+def test_a_changed_master_cf_is_mapped_while_postconf_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mapping made ahead with the saved set's facts is used when postconf answers the same."""
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    (host.etc / "master.cf").write_text(DEBIAN.replace("smtp      inet", "2525      inet", 1))
+    builds: list[object] = []
+    real = _generator.build
+
+    def counted(*args: object, **kwargs: object) -> object:
+        builds.append(kwargs.get("facts"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_generator, "build", counted)
+    host.generate()
+    ahead = _generator.read_tree(str(host.out))
+    assert len(builds) == 1 and builds[0] is not None  # mapped once, with the saved facts
+    monkeypatch.undo()
+    assert "postfix-default-2525-inet.socket" in ahead
+    assert ahead == cold_tree(host)
+
+
+@needs_postfix
+def test_a_guess_with_other_facts_is_never_used(tmp_path: Path) -> None:
+    """master.cf and main.cf changed together: the units are those of postconf's new answer."""
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    (host.etc / "master.cf").write_text(DEBIAN.replace("smtp      inet", "2525      inet", 1))
+    host.facts["default_process_limit"] = "7"
+    host.write_facts()
+    host.generate()
+    out = _generator.read_tree(str(host.out))
+    assert "Backlog=100" not in out["postfix-default-2525-inet.socket"]
+    assert out == cold_tree(host)
+
+
+@needs_postfix
+def test_units_written_ahead_are_replaced_when_main_cf_changed(tmp_path: Path) -> None:
+    """An unchanged master.cf writes the saved units while postconf runs; a changed main.cf then
+    removes what its mapping lacks (no unit of the old set is left behind)."""
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    before = _generator.read_tree(str(host.out))
+    host.facts["master_service_disable"] = "smtp.inet"
+    host.write_facts()
+    host.generate()
+    out = _generator.read_tree(str(host.out))
+    assert "postfix-default-smtp-inet.socket" in before and "postfix-default-smtp-inet.socket" not in out
+    assert out == cold_tree(host)
+
+
+@needs_postfix
+def test_units_written_ahead_stay_when_postconf_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.enable()
+    host.generate()
+    good = _generator.read_tree(str(host.out))
+    host.postconf.write_text("#!/bin/sh\necho 'postconf: fatal: bad main.cf' >&2\nexit 1\n")
+    assert host.generate() == 1
+    assert "bad main.cf" in capsys.readouterr().err
+    out = _generator.read_tree(str(host.out))
+    assert {k: v for k, v in out.items() if "config-error" not in k} == {k: v for k, v in good.items() if "config-error" not in k}
+    assert "ExecStart=/bin/false" in out["postfix-default-config-error.service"]
+
+
+def test_rewrite_tree_writes_only_what_differs(tmp_path: Path) -> None:
+    written = {"a.service": "a\n", "b.service": "b\n", "w/x.target": "@link:x.target", "w/y.target": "@link:y.target"}
+    _generator.write_tree(str(tmp_path), written)
+    target = tmp_path / "elsewhere"
+    target.write_text("kept\n")
+    files = {"a.service": "a\n", "b.service": "B\n", "w/x.target": "new file\n", "c.service": "c\n"}
+    _generator.rewrite_tree(str(tmp_path), files, written)
+    target.unlink()
+    assert _generator.read_tree(str(tmp_path)) == files
+    assert not (tmp_path / "w" / "x.target").is_symlink()  # a link replaced by a file is not written through
+
+
+def test_every_postconf_starts_before_the_first_is_waited_for(tmp_path: Path) -> None:
+    """Each instance's postconf (the longest part of a run) runs while the library is imported."""
+    host = Host(tmp_path)
+    log = tmp_path / "log"
+    host.postconf.write_text(f"#!/bin/sh\necho start >> {log}\nsleep 0.3\necho end >> {log}\ncat {tmp_path / 'facts'}\n")
+    for name in ("a", "b"):
+        host.enable(name)
+    host.generate()  # the instances' names do not match main.cf: failure units, after both ran
+    assert log.read_text().split() == ["start", "start", "end", "end"]
+
+
+def test_a_postconf_that_is_not_used_is_reaped(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    host = Host(tmp_path)
+    (host.conf / "..conf").write_text(f"config_directory = {host.etc}\n")  # no instance name: skipped
+    children: list[_generator.Spawned] = []
+    real = _generator.Spawned.__init__
+
+    def spawned(self: _generator.Spawned, argv: list[str]) -> None:
+        real(self, argv)
+        children.append(self)
+
+    monkeypatch.setattr(_generator.Spawned, "__init__", spawned)
+    host.generate()
+    assert "cannot name the instance's paths and units" in capsys.readouterr().err
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0].pid, os.WNOHANG)  # reaped: no zombie, no open pipe
+
+
+def test_a_postconf_that_cannot_start_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = Host(tmp_path)
+    host.postconf = tmp_path / "missing-postconf"
+    host.enable()
+    assert host.generate() == 1
+    assert "missing-postconf: No such file" in capsys.readouterr().err
+
+
+@needs_postfix
+@pytest.mark.parametrize("case", ["cold", "unchanged", "changed"])
+def test_generator_run_imports_nothing_slow(tmp_path: Path, case: str) -> None:
+    """A whole run, as systemd starts it: no module that costs start-up time (hashlib loads OpenSSL,
+    ~2 ms; re, typing and dataclasses more) for what it does at every boot and daemon-reload."""
+    host = Host(tmp_path)
+    host.enable()
+    if case != "cold":
+        host.generate()
+    if case == "changed":
+        (host.etc / "master.cf").write_text(DEBIAN + "# edited\n")
+    package = tmp_path / "lib" / "mailfleet_postfix"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for name in _generator.LIBRARY:
+        shutil.copy(Path(_generator.__file__).parent / f"{name}.py", package)
+    slow = {"re", "typing", "dataclasses", "collections", "hashlib", "_hashlib", "subprocess", "json", "enum",
+            "inspect", "tempfile", "shutil", "locale", "pathlib"}
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(package.parent)!r})\n"
+        "from mailfleet_postfix import _generator\n"
+        f"failed = _generator.generate({str(host.out)!r}, {str(host.early)!r}, conf_dir={str(host.conf)!r}, "
+        f"run_dir={str(host.run)!r}, state_dir={str(host.state)!r}, postconf={str(host.postconf)!r})\n"
+        f"print(failed, ' '.join(sorted(set({sorted(slow)!r}) & set(sys.modules))))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, check=False)
+    assert done.stdout.split() == ["0"], done.stderr
+
+
+@needs_postfix
+def test_the_installed_launcher_runs_and_exits_without_teardown(tmp_path: Path) -> None:
+    """The launcher ends with os._exit (no interpreter teardown): units, saved set and log still complete."""
+    host = Host(tmp_path)
+    host.enable()
+    (host.conf / "x.conf").write_text("config_directory = relative\n")
+    lib = tmp_path / "lib"
+    (lib / "mailfleet_postfix").mkdir(parents=True)
+    (lib / "mailfleet_postfix" / "__init__.py").write_text("")
+    for name in _generator.LIBRARY:
+        shutil.copy(Path(_generator.__file__).parent / f"{name}.py", lib / "mailfleet_postfix")
+    launcher = tmp_path / "generator"
+    launcher.write_text(_generator.LAUNCHER.format(python=sys.executable, libexec=str(lib)))
+    launcher.chmod(0o755)
+    env = {"MAILFLEET_POSTFIX_CONF_DIR": str(host.conf), "MAILFLEET_POSTFIX_RUN_DIR": str(host.run),
+           "MAILFLEET_POSTFIX_STATE_DIR": str(host.state), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    # The generator runs /usr/sbin/postconf; point it at the fake one for this test only.
+    (lib / "mailfleet_postfix" / "_generator.py").write_text(
+        (lib / "mailfleet_postfix" / "_generator.py").read_text().replace(
+            'POSTCONF = "/usr/sbin/postconf"', f'POSTCONF = {str(host.postconf)!r}'))
+    done = subprocess.run([str(launcher), str(host.out), str(host.early), str(tmp_path / "late")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert "x.conf: " in done.stderr and "absolute" in done.stderr
+    assert "postfix-default.target" in _generator.read_tree(str(host.out))
+    assert _generator.load_set(str(host.run / "default" / "units.set"))["@postconf"] == (tmp_path / "facts").read_text()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +36,7 @@ def test_installation_is_the_payload_itself(tmp_path: Path) -> None:
                                      python="/usr/bin/python3")
     by_name = {os.path.relpath(f.path, tmp_path): f for f in files}
     assert by_name["libexec/mailfleet_postfix/_units.py"].content == Path(_units.__file__).read_text()
-    assert by_name["libexec/bridge"].link == "mailfleet_postfix/_bridge.py"
+    assert "from mailfleet_postfix._bridge import main" in by_name["libexec/bridge"].content
     launcher = by_name["gen/mailfleet-postfix-generator"]
     assert launcher.mode == 0o755 and launcher.content.startswith("#!/usr/bin/python3 -IS\n")
     host = FakeHost(tmp_path)
@@ -44,7 +46,9 @@ def test_installation_is_the_payload_itself(tmp_path: Path) -> None:
     assert not any(f.differs() for f in files)
     # The installed tree works on its own: the generator imports the package, the bridge runs.
     assert os.access(launcher.path, os.X_OK)
-    assert os.path.realpath(tmp_path / "libexec" / "bridge").endswith("mailfleet_postfix/_bridge.py")
+    usage = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "libexec" / "bridge")], capture_output=True,
+                           text=True, check=False)
+    assert usage.returncode == 2 and "usage: bridge {run|holder|" in usage.stderr
 
 
 def test_mode_change_is_a_difference(tmp_path: Path) -> None:

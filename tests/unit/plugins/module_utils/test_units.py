@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf, MasterCfError
 from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import DAEMONS
 from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
+    FORKS_PER_UNIT,
     Instance,
     UnitSet,
     build_units,
@@ -207,6 +208,19 @@ def test_pool_workers_serve_max_use_times_the_factor(entry: str, facts: dict[str
     daemon_argv = start.split(" -- ", 1)[1].split()
     assert f"max_use={max_use}" in daemon_argv
     assert start.count("max_use=") == 1
+
+
+@pytest.mark.parametrize(("unit", "forks"), [
+    ("postfix-default-smtp-inet@.service", True),  # single-server pools that clients queue for
+    ("postfix-default-cleanup-unix@.service", True),
+    ("postfix-default-local-unix@.service", True),
+    ("postfix-default-rewrite-unix@.service", False),  # multi-server: one daemon takes many clients
+    ("postfix-default-qmgr-unix.service", False),  # not a pool
+    ("postfix-default-verify-unix.service", False),  # retired through its status channel
+])
+def test_single_server_pools_fork_their_daemons(debian: UnitSet, unit: str, forks: bool) -> None:
+    start = key(debian.units[unit], "ExecStart")[0]
+    assert (f"--forks {FORKS_PER_UNIT} " in start) is forks
 
 
 def test_persistent_qmgr(debian: UnitSet) -> None:
@@ -607,3 +621,35 @@ def test_scoped_inet_interfaces_is_refused_not_dropped() -> None:
     with pytest.raises(MasterCfError, match="IPv6 scope"):
         build_units("smtp inet n - n - 1 smtpd\n", Instance(inet_protocols="ipv6", inet_interfaces="fe80::1%eth0"),
                     resolver=lambda host: ["fe80::1%eth0"], port_resolver=ports)
+
+
+@pytest.mark.parametrize("word", ["smtpd", "/usr/lib/postfix/sbin/smtpd", "-o", "syslog_name=postfix/submission",
+                                  "a,b:c@d+e", "", ";", "a b", "50%", "$x", "it's", 'say "hi"', "a\\b", "tab\there",
+                                  "m\u00fcnchen", "m\udcfcnchen", "x\x7f"])
+def test_exec_quote_fast_path_agrees_with_the_escapes(word: str) -> None:
+    """Words of plain characters are returned as they are; every other word is translated."""
+    from ansible_collections.mailfleet.postfix.plugins.module_utils._units import _EXEC_ESCAPES
+
+    text = word.translate(_EXEC_ESCAPES)
+    want = "\\;" if text == ";" else f'"{text}"' if text == "" or " " in text else text
+    assert exec_quote(word) == want
+
+
+def test_the_crash_gate_is_made_once_per_instance_and_never_shared() -> None:
+    from ansible_collections.mailfleet.postfix.plugins.module_utils._units import _crash_gate
+
+    one, other = Instance(), Instance(service_throttle_time="10s")
+    first = _crash_gate(one)
+    first.append(("Extra", "x"))  # a caller's list of its own
+    assert _crash_gate(one) == first[:-1]
+    assert _crash_gate(other) != _crash_gate(one) and "sleep 10;" in _crash_gate(other)[0][1]
+
+
+@pytest.mark.parametrize(("value", "ok"), [("plain", True), ("a\\", False), ("a\\\\", True), ("tab\there", True),
+                                           ("a\rb", False), ("nul\0", False), ("caf\u00e9", True), ("x\udcfc", False)])
+def test_unit_value_fast_path_keeps_the_rules(value: str, ok: bool) -> None:
+    if ok:
+        assert unit_value("ExecStart", value) == value
+    else:
+        with pytest.raises(MasterCfError):
+            unit_value("ExecStart", value)
