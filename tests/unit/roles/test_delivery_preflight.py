@@ -4,16 +4,12 @@ and an IPv6 edge address reaches mynetworks inside brackets."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+from ansible_collections.mailfleet.postfix.tests.unit.roles.role_play import needs_playbook, run_play
 
 PLAY = """
 - hosts: delivery
@@ -34,20 +30,11 @@ PLAY = """
 
 
 def run(tmp_path: Path, *, host_vars: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    (tmp_path / "play.yml").write_text(PLAY)
-    (tmp_path / "inventory.ini").write_text(
-        f"[delivery]\nstore1 ansible_connection=local ansible_python_interpreter={sys.executable} {host_vars}\n"
-        "[edge]\nmx1 postfix_edge_listen_address=2001:db8::25\nmx2 postfix_edge_listen_address=192.0.2.25\n")
-    report = tmp_path / "report.json"
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"),
-               ANSIBLE_NOCOLOR="1")
-    done = subprocess.run([str(PLAYBOOK), "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml"),
-                           "-e", f"report={report}"], capture_output=True, text=True, env=env, check=False, timeout=300)
-    return done, report
+    return run_play(tmp_path, PLAY, f"[delivery]\nstore1 LOCAL {host_vars}\n"
+                    "[edge]\nmx1 postfix_edge_listen_address=2001:db8::25\nmx2 postfix_edge_listen_address=192.0.2.25\n")
 
 
-pytestmark = pytest.mark.skipif(shutil.which(str(PLAYBOOK)) is None, reason="no ansible-playbook")
+pytestmark = needs_playbook
 
 
 def test_a_public_address_is_refused_before_any_change(tmp_path: Path) -> None:

@@ -4,17 +4,10 @@ reused through tlsproxy and cached for the relay hosts; postfix_edge_relay_reuse
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+from ansible_collections.mailfleet.postfix.tests.unit.roles.role_play import needs_playbook, run_play
 
 PLAY = """
 - hosts: edge
@@ -35,17 +28,9 @@ PLAY = """
 
 
 def derive(tmp_path: Path, host_vars: str = "") -> dict[str, Any]:
-    (tmp_path / "play.yml").write_text(PLAY)
-    (tmp_path / "inventory.ini").write_text(
-        f"[edge]\nmx1 ansible_connection=local ansible_python_interpreter={sys.executable} ansible_host=192.0.2.10 "
-        f"postfix_edge_domains='[\"example.org\"]' {host_vars}\n"
-        "[delivery]\nstore1 ansible_host=10.0.0.21\nstore2 postfix_delivery_listen_address=fd00::25\n")
-    report = tmp_path / "report.json"
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"),
-               ANSIBLE_NOCOLOR="1")
-    done = subprocess.run([str(PLAYBOOK), "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml"),
-                           "-e", f"report={report}"], capture_output=True, text=True, env=env, check=False, timeout=300)
+    done, report = run_play(tmp_path, PLAY,
+                            f"[edge]\nmx1 LOCAL ansible_host=192.0.2.10 postfix_edge_domains='[\"example.org\"]' {host_vars}\n"
+                            "[delivery]\nstore1 ansible_host=10.0.0.21\nstore2 postfix_delivery_listen_address=fd00::25\n")
     assert done.returncode == 0, done.stdout + done.stderr
     result: dict[str, Any] = json.loads(report.read_text())
     return result
@@ -55,7 +40,7 @@ def tlsproxy(master_cf: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in master_cf if e["service"] == "tlsproxy" and e["type"] == "unix")
 
 
-pytestmark = pytest.mark.skipif(shutil.which(str(PLAYBOOK)) is None, reason="no ansible-playbook")
+pytestmark = needs_playbook
 
 
 def test_reuse_is_the_default_and_keeps_tls_for_the_relay_hosts(tmp_path: Path) -> None:
