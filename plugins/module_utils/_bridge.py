@@ -620,6 +620,10 @@ class Pool:
         used = len(self.workers) + len(self.pending)
         return (1 << 30) if self.maxproc == 0 else max(self.maxproc - used, 0)
 
+    def grant_keys(self, unit: str) -> list[str]:
+        """The pending entries of daemons granted to ``unit``'s bridge (UNIT#N)."""
+        return [key for key in self.pending if key.startswith(unit + "#")]
+
     def numbers(self) -> set[int]:
         taken = set()
         for unit in [w.unit for w in self.workers.values()] + list(self.pending):  # pending: UNIT or UNIT#N (a grant)
@@ -1239,8 +1243,7 @@ class Holder:
         if sibling:
             pid_granted, start_granted, left = self.grants[unit]
             self.grants[unit] = (pid_granted, start_granted, left - 1)
-            key = next((k for k in pool.pending if k.partition("#")[0] == unit and k != unit), None)
-            if key:
+            for key in pool.grant_keys(unit)[:1]:
                 del pool.pending[key]
         else:
             pool.pending.pop(unit, None)
@@ -1319,9 +1322,23 @@ class Holder:
         """A forking bridge is gone (its daemons all ended) or is let go (reload): what it was granted lapses."""
         self.sel.unregister(channel)
         channel.close()
-        self.grants.pop(unit, None)
-        for key in [k for k in pool.pending if k.partition("#")[0] == unit and k != unit]:
+        self._drop_grant(pool, unit)
+
+    def _drop_grant(self, pool: Pool, unit: str) -> None:
+        for key in pool.grant_keys(unit):
             del pool.pending[key]
+        self.grants.pop(unit, None)
+
+    def _add_grant(self, pool: Pool, unit: str, pid: int, start: str, count: int) -> None:
+        """``count`` more daemons for the bridge (pid, start time) of ``unit``, pending until they register."""
+        import time
+
+        left = self.grants.get(unit, (0, "", 0))[2]
+        self.grants[unit] = (pid, start, left + count)
+        deadline = time.monotonic() + PENDING_TIMEOUT
+        for _unused in range(count):
+            self.grant_seq += 1
+            pool.pending[f"{unit}#{self.grant_seq}"] = deadline
 
     def _supervisor_event(self, pool: Pool, unit: str) -> None:
         channel = pool.supervisors.get(unit)
@@ -1341,8 +1358,6 @@ class Holder:
 
     def _fork_more(self, pool: Pool, count: int) -> int:
         """Ask the pool's running forking bridges for ``count`` more daemons; returns how many were asked."""
-        import time
-
         asked = 0
         for unit, channel in list(pool.supervisors.items()):
             if asked >= count:
@@ -1360,11 +1375,7 @@ class Holder:
                 channel.send(b"fork %d\n" % take)
             except OSError:
                 continue
-            self.grants[unit] = (pid, start, (grant[2] if grant else 0) + take)
-            deadline = time.monotonic() + PENDING_TIMEOUT
-            for _unused in range(take):
-                self.grant_seq += 1
-                pool.pending[f"{unit}#{self.grant_seq}"] = deadline
+            self._add_grant(pool, unit, pid, start, take)
             asked += take
         return asked
 
@@ -1372,19 +1383,13 @@ class Holder:
         """Daemons the bridge of a just registered unit may fork beside its first: one per client still
         waiting (after the one this daemon takes, and those already on their way), as master_avail.c
         forks one per waiting client; at most --forks, and maxproc."""
-        import time
-
         if not pool.forks or not pool.listen:
             return 0
         waiting = self._waiting(pool)
         more = min((waiting or 0) - 1 - len(pool.pending), pool.forks - 1, pool.room())
         if more <= 0:
             return 0
-        self.grants[unit] = (pid, start, more)
-        deadline = time.monotonic() + PENDING_TIMEOUT
-        for _unused in range(more):
-            self.grant_seq += 1
-            pool.pending[f"{unit}#{self.grant_seq}"] = deadline
+        self._add_grant(pool, unit, pid, start, more)
         if self.verbose:
             _log(f"{unit}: {waiting} clients wait; its bridge forks {more} more")
         return more
@@ -1644,10 +1649,7 @@ class Holder:
                 if unit not in pool.pending:
                     continue
                 del pool.pending[unit]
-                base = unit.partition("#")[0]
-                if self.grants.pop(base, None) is not None:  # the grant lapses: so do its other pending entries
-                    for key in [k for k in pool.pending if k.startswith(base + "#")]:
-                        del pool.pending[key]
+                self._drop_grant(pool, unit.partition("#")[0])  # a grant lapses whole
                 _log(f"{unit} did not start within {PENDING_TIMEOUT:.0f}s")
             if expired:
                 self._update(pool)

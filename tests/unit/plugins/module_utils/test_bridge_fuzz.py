@@ -286,16 +286,23 @@ def answered_at_once(holder: _bridge.Holder, server: socket.socket) -> bool:
     return time.monotonic() - start < 1.0
 
 
+def request_with_lingering(holder: _bridge.Holder, keep: list[Any], fds: list[int]) -> socket.socket:
+    """A status request carrying ``fds`` and, last, a lingering TCP socket whose only copy the holder then has;
+    the holder answers at once. Returns the client's end."""
+    tcp = _lingering_tcp(keep)
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    keep.append(client)
+    socket.send_fds(client, [b"command=status\n"], fds + [tcp.fileno()])
+    tcp.close()  # the holder's copy is the last one
+    assert answered_at_once(holder, server)
+    return client
+
+
 def test_a_lingering_descriptor_in_a_request_does_not_block_the_holder(root: Path) -> None:
     holder = _holder(root)
     keep: list[Any] = []
     try:
-        tcp = _lingering_tcp(keep)
-        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        keep.append(client)
-        socket.send_fds(client, [b"command=status\n"], [tcp.fileno()])
-        tcp.close()  # the holder's copy is the last one
-        assert answered_at_once(holder, server)
+        request_with_lingering(holder, keep, [])
         assert holder.reaper.flush()
     finally:
         for obj in keep:
@@ -383,12 +390,7 @@ def test_descriptors_beyond_the_limit_are_not_closed_by_the_holder(root: Path) -
     holder = _holder(root)
     keep: list[Any] = []
     try:
-        tcp = _lingering_tcp(keep)
-        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        keep.append(client)
-        socket.send_fds(client, [b"command=status\n"], _descriptors(["pair"] * _bridge.MAX_FDS, keep) + [tcp.fileno()])
-        tcp.close()
-        assert answered_at_once(holder, server)
+        client = request_with_lingering(holder, keep, _descriptors(["pair"] * _bridge.MAX_FDS, keep))
         assert client.recv(4096).startswith(b"ERR refused: request with more than")
     finally:
         for obj in keep:
