@@ -18,13 +18,20 @@ trap 'rm -rf "$work"' EXIT
 # The same layout the systemd_units module installs: the module_utils package + a launcher.
 lib=$work/libexec
 mkdir -p "$lib/mailfleet_postfix" "$work/instances"
-cp "$root"/plugins/module_utils/{_mastercf,_semantics,_units,_sandbox,_bridge,_generator}.py "$lib/mailfleet_postfix/"
+# The file list is the generator's own LIBRARY, so the bench never runs a partial package.
+for name in $("$python" -c 'import ast, sys
+tree = ast.parse(open(sys.argv[1]).read())
+print(" ".join(next(ast.literal_eval(n.value) for n in tree.body
+                    if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "LIBRARY")))' \
+    "$root/plugins/module_utils/_masterless_generator.py"); do
+    cp "$root/plugins/module_utils/$name.py" "$lib/mailfleet_postfix/"
+done
 : > "$lib/mailfleet_postfix/__init__.py"
 "$python" -m compileall -q "$lib/mailfleet_postfix"
 "$python" - "$python" "$lib" > "$work/generator" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[2] + "/mailfleet_postfix/..")
-from mailfleet_postfix._generator import LAUNCHER
+from mailfleet_postfix._masterless_generator import LAUNCHER
 print(LAUNCHER.format(python=sys.argv[1], libexec=sys.argv[2]), end="")
 PY
 chmod +x "$work/generator"

@@ -2,21 +2,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared descriptions of the action attributes of this collection's modules.
 
-Usage in a module's DOCUMENTATION (a module states its support; the descriptions come from here):
+Usage in a module's DOCUMENTATION: the descriptions come from here, and so does the support of a
+module that supports check mode, diff mode and idempotence fully (FULL), or that also validates
+with Postfix's checks on a temporary copy in check mode (VALIDATED):
 
     extends_documentation_fragment:
       - mailfleet.postfix.attributes
-    attributes:
-      check_mode:
-        support: full
-      diff_mode:
-        support: full
-      idempotent:
-        support: full
+      - mailfleet.postfix.attributes.full
 
-platform defaults to POSIX; a module that relies on Debian's layout or tools says so itself
-(attributes.platform.platforms: debian), since a module's own keys win over any fragment's.
-Modules that never change the target also list mailfleet.postfix.attributes.info_module.
+A module's own attributes keys win over any fragment's (each attribute is merged key by key), so
+a module adds its details or its platform (attributes.platform.platforms: debian) itself.
+platform defaults to POSIX. Modules that never change the target list
+mailfleet.postfix.attributes.info_module instead.
 """
 
 from __future__ import annotations
@@ -60,4 +57,28 @@ attributes:
     support: full
     details:
       - This action does not modify state.
+"""
+
+    FULL = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+"""
+
+    VALIDATED = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Check mode runs the same validation, Postfix's checks on a temporary copy included.
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
 """

@@ -8,8 +8,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._instance import address_scope as _scope
-from ansible_collections.mailfleet.postfix.plugins.module_utils._instance import mynetworks_entry as _entry
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_instances import address_scope as _scope
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_instances import mynetworks_entry as _entry
 
 
 def _text(value: Any, name: str) -> str:

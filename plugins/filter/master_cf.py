@@ -9,7 +9,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import (
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import (
     DEFAULT_WIDTHS,
     FIELDS,
     MasterCf,

@@ -10,13 +10,13 @@ from typing import Any, Optional
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._chroot import (
+from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_chroot import (
     ChrootPlanError,
     HostFacts,
     plan_jail,
 )
-from ansible_collections.mailfleet.postfix.plugins.module_utils._maincf import MainCf, MainCfError
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_maincf import MainCf, MainCfError
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCfError
 
 
 def master_cf_chroot_plan(

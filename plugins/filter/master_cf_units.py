@@ -9,8 +9,8 @@ from typing import Any, Optional
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import Instance, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_units import Instance, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCfError
 
 
 def master_cf_units(data: Any, instance: Optional[Mapping[str, Any]] = None) -> dict[str, str]:

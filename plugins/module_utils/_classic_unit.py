@@ -36,14 +36,32 @@ delivery as the recipient needs.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
+import shutil
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ._chroot import MasterLike, Params, as_entries, daemon_of, facts_of, running
-from ._mastercf import Entry, MasterCfError
-from ._sandbox import list_path, list_paths, unit_path
-from ._semantics import (
+from . import _host, _host_package
+from ._classic_chroot import HostFacts, MasterLike, Params, as_entries, daemon_of, facts_of, plan_jail, running
+from ._classic_jail_sync import probe_host
+from ._host import (
+    MASK_TARGET,
+    SBIN_DIRS,
+    Action,
+    FileSpec,
+    Observed,
+    Runner,
+    apply,
+    checked,
+    enabled,
+    systemctl,
+    unit_states,
+)
+from ._masterless_units import escape, exec_quote, render_unit
+from ._postfix_mastercf import Entry, MasterCfError
+from ._postfix_semantics import (
     DAEMONS,
     DEFAULT_KNOWN_TCP_PORTS,
     Facts,
@@ -56,7 +74,7 @@ from ._semantics import (
     instance_short_name,
     is_delivery,
 )
-from ._units import escape, exec_quote, render_unit
+from ._systemd_sandbox import list_path, list_paths, unit_path
 
 # Every Postfix daemon probes AF_INET6; getifaddrs() needs netlink (inet_addr_local).
 POSTFIX_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
@@ -82,7 +100,7 @@ class ClassicInstance:
     known_tcp_ports: str = DEFAULT_KNOWN_TCP_PORTS
     libexec_directory: str = "/usr/libexec/mailfleet-postfix"
     python: str = "/usr/bin/python3"
-    # The distribution's units that run master(8) for this instance, space-separated (_generator.master_units).
+    # The distribution's units that run master(8) for this instance, space-separated (_masterless_generator.master_units).
     distribution_unit: str = ""
 
     @classmethod
@@ -439,3 +457,181 @@ def build_classic_units(
         out.units.update(_jail_units(inst, jail_watch))
     out.masks = list(inst.distribution_units)
     return out
+
+
+# --------------------------------------------------------------------------- the module's plan
+#
+# instance_unit observes the host (files, systemd's view of the units, a master outside them),
+# plan() turns that and the wanted state into actions, and _host.execute runs them: check mode
+# reports the very list a real run performs.
+
+# The jail sync runs as a module of the package the master-less side installs too (_host_package).
+JAIL_LAUNCHER = """#!{python}
+# Installed by mailfleet.postfix (instance_unit): chroot-sync refresh QUEUE_DIRECTORY [--reload] (see _classic_jail_sync.py).
+import sys
+sys.path.insert(0, {libexec!r})
+from mailfleet_postfix._classic_jail_sync import main
+sys.exit(main(sys.argv))
+"""
+MASK_REFUSED = ("{path} exists and is not a mask (a link to /dev/null); it would start a second master for this "
+                "instance. Remove it, or let this module mask it.")
+
+
+class UnitPlanError(Exception):
+    """The wanted state cannot be reached on this host; nothing was changed."""
+
+
+def managed_units(inst: ClassicInstance) -> list[str]:
+    """Every unit file name this module may have written for the instance, master unit first."""
+    return [inst.unit, f"{inst.prefix}-jail.service", f"{inst.prefix}-jail.path"]
+
+
+def jail_watch(master_text: str, params: Mapping[str, str], source: str) -> list[str]:
+    """Host files the jail copies (and their symlink targets): what the .path unit watches."""
+    facts = probe_host([v for k, v in params.items() if k.endswith("_CApath") and v.startswith("/")])
+    watch: list[str] = []
+    for item in plan_jail(master_text, params, HostFacts.from_dict(facts), path=source).items:
+        if item.kind in ("file", "passwd", "certs") and item.source.startswith("/etc/"):
+            watch.append(item.source)
+            real = os.path.realpath(item.source)
+            if real != item.source:
+                watch.append(real)
+    return watch
+
+
+def generate(master_text: str, params: Mapping[str, str], *, config_dir: str, source: str, absent: bool, jail: bool,
+             libexec: str, python: str, custom_commands: Sequence[str]) -> ClassicUnits:
+    """The instance's units as this host runs them; for removal only the names count (a master.cf
+    refused now must not block it)."""
+    from ._masterless_generator import master_units
+
+    watch = jail_watch(master_text, params, source) if jail and not absent else []
+    distribution = master_units(params.get("multi_instance_name") or "-", params.get("config_directory") or config_dir)
+    return build_classic_units("" if absent else master_text, params, jail_watch=watch, source=source,
+                               custom_commands=custom_commands,
+                               extra={"libexec_directory": libexec, "python": python,
+                                      "distribution_unit": " ".join(distribution) or None})
+
+
+def file_specs(generated: ClassicUnits, unit_dir: str, *, absent: bool) -> list[FileSpec]:
+    """The wanted unit files, masks and (with jail units) the jail sync."""
+    specs = [FileSpec(posixpath.join(unit_dir, name), absent=True) if absent or name not in generated.units
+             else FileSpec(posixpath.join(unit_dir, name), generated.units[name])
+             for name in managed_units(generated.instance)]
+    specs += [FileSpec(posixpath.join(unit_dir, name), absent=True, only_if_link_to=MASK_TARGET) if absent
+              else FileSpec.mask(posixpath.join(unit_dir, name)) for name in generated.masks]
+    if not absent and f"{generated.instance.prefix}-jail.service" in generated.units:
+        specs += jail_sync_files(generated.instance.libexec_directory, generated.instance.python)
+    return specs
+
+
+def jail_sync_files(libexec: str, python: str) -> list[FileSpec]:
+    """The launcher at JAIL_SYNC and the whole package it imports, as the master-less side writes it."""
+    return _host_package.package_files(libexec, _host_package.present_files(libexec)) + [
+        FileSpec(posixpath.join(libexec, JAIL_SYNC), JAIL_LAUNCHER.format(python=python, libexec=libexec), mode=0o755)]
+
+
+def refuse(specs: Sequence[FileSpec], seen: Mapping[str, Observed]) -> None:
+    """A unit file where a mask belongs would start a second master; a directory is never removed."""
+    for spec in specs:
+        now = seen.get(spec.path)
+        if now is None:
+            continue
+        if spec.link == MASK_TARGET and now.kind != "absent" and not (now.kind == "link" and now.link == MASK_TARGET):
+            raise UnitPlanError(MASK_REFUSED.format(path=spec.path))
+        if now.kind == "directory" and not spec.directory and not spec.only_if_link_to:
+            raise UnitPlanError(f"{spec.path} is a directory; refusing to replace or remove it")
+
+
+@dataclass(frozen=True)
+class UnitsSeen:
+    """systemd's view of the instance, observed before anything is done."""
+
+    booted: bool
+    enabled: frozenset[str] = frozenset()  # units `systemctl is-enabled` calls enabled
+    active: frozenset[str] = frozenset()  # units active, reloading or activating
+    master_running: bool = False  # `postfix status` succeeds (a master, maybe outside any unit)
+
+
+def observe_units(run: Runner, inst: ClassicInstance, state: str) -> UnitsSeen:
+    if not _host.booted():
+        return UnitsSeen(False, enabled=frozenset(u for u in managed_units(inst)[::2] if enabled(run, u)))
+    names = managed_units(inst)
+    states = unit_states(run, names + inst.distribution_units)
+    running_units = frozenset(u for u, s in states.items() if s.get("ActiveState") in ("active", "reloading",
+                                                                                       "activating"))
+    master = state == "started" and inst.unit not in running_units and run([inst.postfix, "-c", inst.config_directory,
+                                                                           "status"])[0] == 0
+    return UnitsSeen(True, enabled=frozenset(u for u in names[::2] if enabled(run, u)), active=running_units,
+                     master_running=master)
+
+
+def _systemctl(*args: str) -> Action:
+    return Action(f"systemctl {' '.join(args)}", "systemctl", args)
+
+
+def plan(state: str, enable: bool, inst: ClassicInstance, units: Sequence[str], changes: Sequence[FileSpec],
+         seen: UnitsSeen) -> list[Action]:
+    """The ordered actions from the wanted state, the files that differ (``changes``) and systemd's view.
+
+    absent stops and disables before the files go; otherwise the files come first, then the unit
+    is enabled and (started) started, or restarted when its file changed: hardening applies at start."""
+    if state in ("started", "stopped") and not seen.booted:
+        raise UnitPlanError(f"state={state} needs a running systemd (/run/systemd/system is missing); "
+                            "use state=present to only install the units")
+    files = [Action(f"{'remove' if s.absent else 'write'} {s.path}", "file", (s,)) for s in changes]
+    package = _host_package.package_dir(inst.libexec_directory)
+    if any(s.path.startswith(package + "/") and not s.absent for s in changes):
+        files.append(Action(f"compile {package}", "compile", (inst.python, inst.libexec_directory)))
+    files += [_systemctl("daemon-reload")] if changes and seen.booted else []
+    unit, jail_service, jail_path = managed_units(inst)
+    if state == "absent":
+        if not seen.booted:
+            return files
+        stops = [_systemctl("stop", n) for n in (jail_path, unit, jail_service) if n in seen.active]
+        return stops + [_systemctl("disable", n) for n in (jail_path, unit) if n in seen.enabled] + files
+    paths = [u for u in units if u.endswith(".path")]
+    out = files + [_systemctl("enable" if enable else "disable", n) for n in [unit, *paths]
+                   if (n in seen.enabled) != enable]
+    if not seen.booted:
+        return out
+    running_now = unit in seen.active
+    if state == "started":
+        if not running_now:
+            out += [_systemctl("stop", n) for n in inst.distribution_units if n in seen.active]
+            # A master outside any unit: hand it over instead of failing with "already running".
+            out += [Action(f"{inst.postfix} -c {inst.config_directory} stop", "stop_outside", (inst,))
+                    ] if seen.master_running else []
+            out.append(_systemctl("start", unit))
+        elif any(s.path.endswith("/" + unit) and not s.absent for s in changes):
+            out.append(_systemctl("restart", unit))
+        out += [_systemctl("start", n) for n in paths if n not in seen.active]
+    elif state == "stopped" and running_now:
+        out.append(_systemctl("stop", unit))
+    return out
+
+
+def stop_outside(run: Runner, inst: ClassicInstance) -> None:
+    """Stop the instance's master when one still runs (the distribution's unit may have taken it down)."""
+    argv = [inst.postfix, "-c", inst.config_directory]
+    if run([*argv, "status"])[0] == 0:
+        checked(run, [*argv, "stop"])
+
+
+def operations(run: Runner) -> dict[str, Callable[..., Any]]:
+    return {"file": apply, "systemctl": lambda *args: systemctl(run, *args),
+            "stop_outside": lambda inst: stop_outside(run, inst),
+            "compile": lambda python, libexec: _host_package.compile_package(run, python, libexec)}
+
+
+def exposure(run: Runner, tmpdir: str, name: str, text: str) -> Optional[float]:
+    """systemd-analyze's score of the generated unit (a copy in tmpdir, so check mode works too)."""
+    binary = shutil.which("systemd-analyze", path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS]))
+    if not binary:
+        return None
+    path = posixpath.join(tmpdir, name)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    _code, out, err = run([binary, "security", "--offline=yes", path])
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out + err)
+    return float(match.group(1)) if match else None

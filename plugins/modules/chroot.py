@@ -96,15 +96,11 @@ options:
     default: 30
 extends_documentation_fragment:
   - mailfleet.postfix.attributes
+  - mailfleet.postfix.attributes.full
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details:
       - Shows the content of changed C(etc/) files and a list of every changed path with its checksum.
-  idempotent:
-    support: full
   platform:
     support: full
     platforms: posix
@@ -207,144 +203,11 @@ verify:
 """
 
 # Imports follow the documentation (ansible-test validate-modules), hence E402.
-import os  # noqa: E402
-import platform  # noqa: E402
-import pwd  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any  # noqa: E402 - imports follow the documentation (ansible-test validate-modules)
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._chroot import (  # noqa: E402
-    ChrootPlanError,
-    HostFacts,
-    Plan,
-    plan_jail,
-)
-from ansible_collections.mailfleet.postfix.plugins.module_utils._chroot_sync import (  # noqa: E402
-    JailError,
-    check_queue_directory,
-    probe_host,
-    reload_master,
-    sync,
-    verify,
-)
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import printable  # noqa: E402
-
-
-def postconf(module: AnsibleModule, config_dir: str) -> dict[str, str]:
-    binary = module.get_bin_path("postconf", required=True)
-    rc, out, err = module.run_command([binary, "-c", config_dir, "-x"], environ_update={"LANG": "C"})
-    if rc != 0:
-        module.fail_json(msg=f"postconf -c {config_dir} -x failed: {err.strip() or out.strip()}", rc=rc)
-    params: dict[str, str] = {}
-    for line in out.splitlines():
-        name, sep, value = line.partition(" = ")
-        if sep:
-            params[name.strip()] = value
-        elif line.endswith(" ="):
-            params[line[:-2].strip()] = ""
-    return params
-
-
-def capath_candidates(params: dict[str, str], master_text: str) -> list[str]:
-    """Every CApath-like value (main.cf and -o overrides), so the probe reports whether it exists."""
-    values = [v for k, v in params.items() if k.endswith("_CApath")]
-    values += [word.split("=", 1)[1] for word in master_text.split() if "_CApath=" in word]
-    return [v.strip() for v in values if v.strip().startswith("/")]
-
-
-def verify_checks(module: AnsibleModule, plan: Plan, owner: str) -> tuple[list[str], list[str], list[str]]:
-    """Only what the jail is meant to support: a jail without lookups has nothing to verify."""
-    paths = {item.path for item in plan.items}
-    names = module.params["verify_names"] if paths & {"etc/hosts", "etc/resolv.conf"} else []
-    services = module.params["verify_services"] if "etc/services" in paths else []
-    users = [owner] if "etc/passwd" in paths else []
-    return names, services, users
-
-
-def check_extra_files(module: AnsibleModule) -> None:
-    """Refuse, before anything is read or written, an extra file that only some users may read."""
-    if module.params["allow_private_extra_files"]:
-        return
-    for path in module.params["extra_files"]:
-        try:
-            mode = os.stat(path).st_mode
-        except (OSError, ValueError):  # missing: the plan warns; NUL: the plan refuses
-            continue
-        if not mode & 0o004:
-            module.fail_json(msg=f"extra_files: {path} is not world-readable (mode {mode & 0o7777:04o}); nothing was "
-                                 "changed. Copying it into the jail makes it readable to a compromised daemon: set "
-                                 "allow_private_extra_files to copy it anyway")
-
-
-def run(module: AnsibleModule) -> dict[str, Any]:
-    config_dir = module.params["config_dir"]
-    check_extra_files(module)
-    master_path = os.path.join(config_dir, "master.cf")
-    try:
-        # Postfix reads master.cf as bytes: keep what is not UTF-8 (a Latin-1 comment) as it is.
-        with open(master_path, encoding="utf-8", errors="surrogateescape") as handle:
-            master_text = handle.read()
-    except OSError as exc:
-        module.fail_json(msg=f"cannot read {master_path}: {exc.strerror}")
-    params = postconf(module, config_dir)
-    facts = probe_host(capath_candidates(params, master_text) + list(module.params["extra_files"]))
-    result: dict[str, Any] = {"changed": False, "host": facts, "created": [], "updated": [], "removed": [],
-                              "directories": [], "verify": [], "reloaded": False}
-    try:
-        plan = plan_jail(master_text, params, HostFacts.from_dict(facts),
-                         extra_files=module.params["extra_files"], path=master_path)
-    except ChrootPlanError as exc:
-        module.fail_json(msg=f"cannot plan the jail of {config_dir}: {printable(str(exc))}", **result)
-    if module.params["state"] == "absent":
-        plan.items = []
-    queue = plan.queue_directory
-    result.update(queue_directory=queue, plan=plan.to_dict())
-    for warning in plan.warnings:
-        module.warn(warning)
-    if platform.system() != "Linux":
-        module.fail_json(msg=f"{platform.system()}: syncing a jail is implemented for Linux only (library "
-                             f"locations); nothing was changed in {queue}. The plan is in 'plan'.", **result)
-    owner = params.get("mail_owner", "postfix")
-    try:
-        owner_uid = pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        module.fail_json(msg=f"mail_owner '{owner}' of {config_dir} does not exist on this host", **result)
-    if os.geteuid() != 0 and not module.check_mode:
-        module.fail_json(msg=f"must run as root to write the jail {queue} (root-owned) and to chroot for verify; "
-                             "nothing was changed. Use become: true, or check mode to see the plan.", **result)
-    try:
-        check_queue_directory(queue, owner_uid)
-        synced = sync(queue, [item.to_dict() for item in plan.items], check=module.check_mode, diff=module._diff)
-    except (JailError, OSError) as exc:
-        module.fail_json(msg=f"cannot sync the jail {queue}: {exc}", **result)
-    result.update(synced.to_dict(), changed=synced.changed)
-    if synced.changed and module.params["reload"] and not module.check_mode:
-        result["reloaded"] = reload_master(queue)
-    for warning in synced.warnings:
-        module.warn(warning)
-    if module._diff:
-        summary = {"before_header": f"{queue} (jail)", "after_header": f"{queue} (jail)",
-                   "before": "".join(line + "\n" for line in synced.before),
-                   "after": "".join(line + "\n" for line in synced.after)}
-        result["diff"] = [summary] + synced.diff
-    if module.params["verify"] and module.check_mode and os.geteuid() != 0:
-        module.warn("verify skipped: entering the jail as the mail owner needs root")
-    elif module.params["verify"] and not (module.check_mode and synced.changed):
-        names, services, users = verify_checks(module, plan, owner)
-        if not (names or services or users):
-            return result
-        try:
-            checks = verify(queue, owner, names=names, services=services, users=users,
-                            timeout=module.params["verify_timeout"])
-        except JailError as exc:
-            module.fail_json(msg=str(exc), **result)
-        result["verify"] = [c.to_dict() for c in checks]
-        failed = [c for c in checks if not c.ok]
-        if failed:
-            module.fail_json(msg=f"lookups inside the jail {queue} as {owner} failed: "
-                                 + "; ".join(f"{c.name}: {c.detail}" for c in failed), **result)
-    return result
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _classic_jail, _host  # noqa: E402
 
 
 def main() -> None:
@@ -362,7 +225,12 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    module.exit_json(**run(module))
+    try:
+        result: dict[str, Any] = _classic_jail.run(module.params, _host.ModuleRunner(module), check_mode=module.check_mode,
+                                                   diff=module._diff, warn=module.warn)
+    except _classic_jail.JailFailure as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

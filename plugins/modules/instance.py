@@ -116,17 +116,11 @@ options:
     default: false
 extends_documentation_fragment:
   - mailfleet.postfix.attributes
+  - mailfleet.postfix.attributes.validated
 attributes:
-  check_mode:
-    support: full
-    details:
-      - Check mode runs the same validation, Postfix's checks on a temporary copy included.
   diff_mode:
-    support: full
     details:
       - The diff shows each C(main.cf) and C(master.cf) that is created, changed or removed.
-  idempotent:
-    support: full
   platform:
     platforms: posix
 notes:
@@ -236,7 +230,7 @@ from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._instance import (  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_instances import (  # noqa: E402
     InstanceError,
     Request,
     Result,

@@ -161,16 +161,12 @@ options:
     default: false
 extends_documentation_fragment:
   - mailfleet.postfix.attributes
+  - mailfleet.postfix.attributes.validated
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode runs the same validation, Postfix's checks on a temporary copy included, so it fails
         where the real run would fail and reports the same RV(changed_entries).
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 notes:
   - The resulting master.cf is validated whenever it would change. An edit that would create a duplicate
     O(service)/O(type) pair (master(8) would use only the last one) or a continuation line before the
@@ -280,23 +276,12 @@ msg:
 """
 
 # validate-modules wants DOCUMENTATION, EXAMPLES and RETURN before any import.
-import os  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any  # noqa: E402 - imports follow the documentation (ansible-test validate-modules)
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._fileops import (  # noqa: E402
-    FileOpsError,
-    check_programs,
-    read_config,
-    write_config,
-)
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import (  # noqa: E402
-    STATES,
-    TYPES,
-    MasterCf,
-    MasterCfError,
-)
+from ansible_collections.mailfleet.postfix.plugins.module_utils._host_config_edit import edit_master, run_module  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import STATES, TYPES  # noqa: E402
 
 _ENTRY: dict[str, dict[str, Any]] = {
     "service": {"type": "str"},
@@ -326,30 +311,6 @@ def _argument_spec() -> dict[str, Any]:
     }
 
 
-def edit(text: str, specs: list[dict[str, Any]], *, path: str) -> tuple[str, list[str]]:
-    """Apply entry specs to master.cf text; return the new text and the changed entries."""
-    doc = MasterCf.parse(text, path=path)
-    changed = []
-    for index, spec in enumerate(specs):
-        spec = {key: value for key, value in spec.items() if value is not None}
-        try:
-            if doc.apply(spec):
-                changed.append(f"{spec['service']}/{spec['type']}")
-        except MasterCfError as exc:
-            if len(specs) == 1:
-                raise
-            where = f"entries[{index}] ({spec.get('service')}/{spec.get('type')})"
-            raise MasterCfError(
-                f"{where}: {exc.reason}", path=exc.path, line=exc.line, field_name=exc.field_name, value=exc.value
-            ) from exc
-    after = doc.render()
-    if after == text:
-        return text, []
-    # Postfix accepts duplicates (the last entry wins): refuse only those this edit would create.
-    MasterCf.parse(after, path=path).validate_edit(MasterCf.parse(text, path=path))
-    return after, list(dict.fromkeys(changed))
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=_argument_spec(),
@@ -358,35 +319,9 @@ def main() -> None:
         required_together=[("service", "type")],
         supports_check_mode=True,
     )
-    params = module.params
-    config_dir = params["config_dir"]
-    path = os.path.join(config_dir, "master.cf")
-    specs = params["entries"] or [{name: params[name] for name in _ENTRY}]
-    try:
-        before = read_config(config_dir, "master.cf")
-        after, changed = edit(before, specs, path=path)
-        program_check = check_programs(config_dir, after, changed, path=path)
-        outcome = write_config(
-            module, config_dir=config_dir, contents={"master.cf": after},
-            backup=params["backup"], check_mode=module.check_mode,
-        )
-    except (MasterCfError, FileOpsError) as exc:
-        module.fail_json(msg=str(exc))
-    for warning in outcome.warnings:
-        module.warn(warning)
-    verb = "would change" if module.check_mode else "changed"
-    result: dict[str, Any] = {
-        "changed": bool(changed),
-        "changed_entries": changed,
-        "msg": f"{path}: {verb} {', '.join(changed)}" if changed else f"{path}: no change needed",
-    }
-    if changed:
-        result["checks"] = outcome.checks + [program_check]
-    if outcome.backups:
-        result["backup_file"] = outcome.backups[path]
-    if module._diff:
-        result["diff"] = {"before": before, "after": after, "before_header": path, "after_header": path}
-    module.exit_json(**result)
+    specs = module.params["entries"] or [{name: module.params[name] for name in _ENTRY}]
+    run_module(module, name="master.cf", key="changed_entries",
+               edit=lambda text, path: edit_master(text, specs, path=path))
 
 
 if __name__ == "__main__":

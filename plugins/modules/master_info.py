@@ -173,10 +173,10 @@ from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._fileops import FileOpsError, read_config  # noqa: E402
-from ansible_collections.mailfleet.postfix.plugins.module_utils._maincf import MainCf, MainCfError  # noqa: E402
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf, MasterCfError  # noqa: E402
-from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import (  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._host_config import FileOpsError, read_config  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_maincf import MainCf, MainCfError  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCf, MasterCfError  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_semantics import (  # noqa: E402
     Facts,
     chroot_default,
     columns,

@@ -43,15 +43,7 @@ options:
     default: false
 extends_documentation_fragment:
   - mailfleet.postfix.attributes
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Check mode runs the same validation, Postfix's checks on a temporary copy included.
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - mailfleet.postfix.attributes.validated
 notes:
   - Values are not expanded or checked against Postfix's list of parameters. Postfix's own warning about an
     unused parameter is shown as a warning.
@@ -107,21 +99,9 @@ msg:
 """
 
 # validate-modules wants DOCUMENTATION, EXAMPLES and RETURN before any import.
-import os  # noqa: E402
-from typing import Any  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - imports follow the documentation
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-from ansible_collections.mailfleet.postfix.plugins.module_utils._fileops import (  # noqa: E402
-    FileOpsError,
-    read_config,
-    write_config,
-)
-from ansible_collections.mailfleet.postfix.plugins.module_utils._maincf import (  # noqa: E402
-    MainCf,
-    MainCfError,
-    apply_settings,
-)
+from ansible_collections.mailfleet.postfix.plugins.module_utils._host_config_edit import edit_main, run_module  # noqa: E402
 
 
 def main() -> None:
@@ -133,35 +113,9 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    config_dir = module.params["config_dir"]
-    path = os.path.join(config_dir, "main.cf")
-    try:
-        before = read_config(config_dir, "main.cf")
-        doc = MainCf.parse(before, path=path)
-        changed = apply_settings(doc, module.params["settings"])
-        after = doc.render()
-        outcome = write_config(
-            module, config_dir=config_dir, contents={"main.cf": after},
-            backup=module.params["backup"], check_mode=module.check_mode,
-        )
-    except (MainCfError, FileOpsError) as exc:
-        module.fail_json(msg=str(exc))
-    changed = changed if after != before else []
-    for warning in outcome.warnings:
-        module.warn(warning)
-    verb = "would change" if module.check_mode else "changed"
-    result: dict[str, Any] = {
-        "changed": bool(changed),
-        "changed_parameters": changed,
-        "msg": f"{path}: {verb} {', '.join(changed)}" if changed else f"{path}: no change needed",
-    }
-    if changed:
-        result["checks"] = outcome.checks
-    if outcome.backups:
-        result["backup_file"] = outcome.backups[path]
-    if module._diff:
-        result["diff"] = {"before": before, "after": after, "before_header": path, "after_header": path}
-    module.exit_json(**result)
+    settings = module.params["settings"]
+    run_module(module, name="main.cf", key="changed_parameters",
+               edit=lambda text, path: edit_main(text, settings, path=path))
 
 
 if __name__ == "__main__":

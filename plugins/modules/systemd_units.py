@@ -196,24 +196,15 @@ services:
 """
 
 import os  # noqa: E402
-import shutil  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import (  # noqa: E402
-    _bridge,
-    _generator,
-    _mastercf,
-    _masterless,
-    _sandbox,
-    _semantics,
-    _units,
-)
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _host, _masterless_generator, _masterless_host, _masterless_units  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _masterless_plan as _plan  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCfError  # noqa: E402
 
-PAYLOAD = {"_mastercf": _mastercf, "_semantics": _semantics, "_units": _units, "_sandbox": _sandbox, "_bridge": _bridge,
-           "_generator": _generator}
+FAILURES = (_masterless_host.MasterlessError, _host.CommandError, _host.HostError, OSError)
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -223,227 +214,38 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                              "and starts and stops Postfix")
     if not os.path.isdir("/run/systemd/system"):
         module.fail_json(msg="systemd is not the init system of this host; the master-less mode needs it")
-    config_dir = p["config_dir"].rstrip("/") or "/"
-    runner = _runner(module)
-    conf = {"config_directory": config_dir}
-    if p["chroot"] != "sandbox":
-        conf["chroot"] = p["chroot"]
-    if p["libexec_dir"] != "/usr/libexec/mailfleet-postfix":
-        conf["libexec_directory"] = p["libexec_dir"]
-    if p["python"] != "/usr/bin/python3":
-        conf["python"] = p["python"]
     if p["max_use_factor"] < 1:
         module.fail_json(msg=f"max_use_factor must be 1 or more, not {p['max_use_factor']}")
-    if p["max_use_factor"] != _units.DEFAULT_MAX_USE_FACTOR:
-        conf["max_use_factor"] = str(p["max_use_factor"])
     try:
-        wanted = ("multi_instance_name", "queue_directory", "command_directory", "daemon_directory")
-        facts = _generator.postconf_facts(config_dir, wanted)
-        probe = _units.Instance.from_params(facts)
+        facts = _masterless_generator.postconf_facts(p["config_dir"].rstrip("/") or "/", _masterless_host.PROBE_PARAMS)
+        probe = _masterless_units.Instance.from_params(facts)
         name = probe.short_name
-    except (_generator.GeneratorError, MasterCfError) as exc:
+    except (_masterless_generator.GeneratorError, _host.CommandError, MasterCfError) as exc:
         module.fail_json(msg=str(exc))
-    conf_path = os.path.join(_generator.CONF_DIR, f"{name}.conf")
-    state_path = os.path.join(_generator.STATE_DIR, name, "units.set")
-    before = _current_units(conf_path, state_path)
-    want_systemd = p["mode"] == "systemd"
-    out = {"instance": name, "mode": p["mode"], "target": probe.target, "units": [], "files_changed": [],
-           "switched": False, "actions": []}
-    files: list[_masterless.File] = []
-    after: dict[str, str] = {}
-    if want_systemd:
-        try:
-            inputs = _generator.Inputs(name, conf)
-            unitset = _generator.build(name, conf, inputs=inputs)
-        except MasterCfError as exc:
-            module.fail_json(msg=f"nothing changed: {_units.printable(str(exc))}", line=exc.line, path=exc.path)
-        except _generator.GeneratorError as exc:
-            module.fail_json(msg=f"nothing changed: {_units.printable(str(exc))}")
-        after = _generator.split_record(_generator.saved_record(unitset, inputs))[0]
-        out["units"] = sorted(unitset.units)
-        out["services"] = [s.to_dict() for s in unitset.services]
-        for warning in unitset.warnings:  # what master(8) would log, e.g. a duplicate entry
-            module.warn(warning)
-        files = _masterless.installation(PAYLOAD, libexec=p["libexec_dir"], generator_dir=p["generator_dir"],
-                                         python=p["python"])
-        conf_values = {k: v for k, v in conf.items() if k != "config_directory"}
-        files.append(_masterless.File(conf_path, _masterless.conf_text(config_dir, conf_values)))
-        lib_dir = os.path.join(p["libexec_dir"], _masterless.PACKAGE)
-
-        def state_file() -> _masterless.File:
-            # After the library is installed: the key covers its files, as the generator sees them.
-            record = _generator.saved_record(unitset, inputs, lib_dir)
-            return _masterless.File(state_path, _generator.set_text(record), mode=0o644)
-    out["units_changed"] = _masterless.summarize(before, after)
-    changed_files = [f for f in files if f.differs()]
-    removing = not want_systemd and os.path.exists(conf_path)
-    removed = [conf_path] + ([state_path] if os.path.exists(state_path) else []) if removing else []
-    out["files_changed"] = [f.path for f in changed_files] + removed
+    try:
+        setup = _masterless_host.setup(probe, p)
+    except MasterCfError as exc:
+        module.fail_json(msg=f"nothing changed: {_masterless_units.printable(str(exc))}", line=exc.line, path=exc.path)
+    except _masterless_generator.GeneratorError as exc:
+        module.fail_json(msg=f"nothing changed: {_masterless_units.printable(str(exc))}")
+    runner = _host.ModuleRunner(module)
+    wanted, observed = setup.wanted, _masterless_host.observe(runner, setup)
+    plan = _plan.plan(observed, wanted)
+    for warning in setup.warnings + tuple(_plan.notes(observed, wanted)):
+        module.warn(warning)
+    out = {"instance": name, "mode": p["mode"], "target": wanted.target, "units": list(wanted.units),
+           "units_changed": _plan.summarize(observed.unit_files, wanted.unit_files),
+           "files_changed": _plan.files_changed(plan), "switched": _plan.switched(plan, wanted), "actions": []}
+    if wanted.mode == "systemd":
+        out["services"] = setup.services
     if module._diff:
-        out["diff"] = {"before": _masterless.diff_text(before), "after": _masterless.diff_text(after),
-                       "before_header": f"{probe.prefix}-* (loaded)", "after_header": f"{probe.prefix}-* (generated)"}
-    ctx = _Context(module, runner, probe, config_dir, out)
-    if want_systemd:
-        units_changed = out["units_changed"]
-        listeners_moved = bool(units_changed["added"] or units_changed["removed"] or units_changed["modified"])
-        ctx.to_systemd(changed_files, state_file, listeners_moved)
-    else:
-        ctx.to_master(conf_path, state_path)
+        out["diff"] = _masterless_host.unit_diff(observed.unit_files, wanted.unit_files, wanted.prefix)
+    try:
+        _host.execute(plan, _masterless_host.operations(runner, setup), check_mode=module.check_mode, done=out["actions"])
+    except FAILURES as exc:
+        module.fail_json(msg=str(exc), **out)
     out["changed"] = bool(out["actions"] or out["files_changed"])
     return out
-
-
-class _Context:
-    def __init__(self, module: AnsibleModule, runner: _masterless.Runner, probe: _units.Instance, config_dir: str,
-                 out: dict[str, Any]) -> None:
-        self.module = module
-        self.run = runner
-        self.inst = probe
-        self.config_dir = config_dir
-        self.out = out
-        self.check = module.check_mode
-        self.timeout = float(module.params["timeout"])
-        self.state = module.params["state"]
-        self.postfix = os.path.join(probe.command_directory, "postfix")
-        self.master_units = [f"{probe.prefix}-master.service"] + list(_generator.master_units(probe.name or "-", probe.config_directory))
-
-    def act(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self.out["actions"].append(what)
-        if self.check:
-            return None
-        try:
-            return func(*args, **kwargs)
-        except _masterless.MasterlessError as exc:
-            self.module.fail_json(msg=str(exc), **self.out)
-
-    def to_systemd(self, changed_files: list[_masterless.File], state_file: Callable[[], _masterless.File],
-                   units_changed: bool) -> None:
-        q = self.inst.queue_directory
-        for file in changed_files:
-            self.act(f"write {file.path}", _masterless.write_file, self.module, file)
-        package = os.path.join(self.module.params["libexec_dir"], _masterless.PACKAGE)
-        if any(f.path.startswith(package + os.sep) for f in changed_files):
-            self.act(f"compile {package}", _masterless.compile_library, self.run, self.module.params["python"], package)
-        saved = state_file()
-        if saved.differs():
-            self.act(f"write {saved.path}", _masterless.write_file, self.module, saved)
-        if changed_files or units_changed:
-            self.act("systemctl daemon-reload", _masterless.systemctl, self.run, "daemon-reload")
-        self._route_postfix_start()
-        running_master = _masterless.master_pid(q) is not None or any(
-            _masterless.active(self.run, u) for u in self.master_units)
-        target, holder = self.inst.target, self.inst.holder
-        if self.state == "present":
-            return
-        if self.state == "stopped":
-            if running_master:
-                self.act("stop master(8)", _masterless.stop_master, self.run, queue_directory=q,
-                         config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)
-            if _masterless.active(self.run, target):
-                self.act(f"stop {target}", _masterless.stop_masterless, self.run, target=target,
-                         slice_unit=self.inst.slice, timeout=self.timeout)
-            return
-        if running_master:
-            self.out["switched"] = True
-            self.act("stop master(8)", _masterless.stop_master, self.run, queue_directory=q,
-                     config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)
-        if not _masterless.active(self.run, target) or not _masterless.active(self.run, holder + ".service"):
-            self._reset_failed()
-            self.act(f"start {target}", _masterless.start_masterless, self.run, target=target, holder=holder,
-                     queue_directory=q, timeout=self.timeout)
-        elif units_changed:
-            self._apply_changes()
-        elif _masterless.unhealthy(self.run, self.out["units"], self.inst.prefix):
-            # Running, but a listener is missing or a unit failed: started again, like a failed service.
-            self._reset_failed()
-            self.act(f"start {target} (a unit failed or a socket does not listen)", _masterless.systemctl,
-                     self.run, "start", target)
-        else:
-            return
-        if not self.check:
-            try:
-                _masterless.verify_running(self.run, self.out["units"], self.inst.prefix, self.timeout)
-            except _masterless.MasterlessError as exc:
-                self.module.fail_json(msg=str(exc), **self.out)
-
-    def _reset_failed(self) -> None:
-        """Clear the failed state of this instance's units only (also of units no longer generated)."""
-        failed = _masterless.failed_units(self.run, self.inst.prefix)
-        if failed:
-            self.act("reset-failed " + " ".join(failed), _masterless.reset_failed, self.run, failed)
-
-    def _route_postfix_start(self) -> None:
-        wrapper = _masterless.script_wrapper(self.inst.daemon_directory, _generator.CONF_DIR)
-        if not shutil.which("dpkg-divert"):
-            self.module.warn(f"postfix start would start master(8) for a stopped {self.inst.target}: this host has "
-                             "no dpkg-divert to route it (use systemctl start)")
-            return
-        if wrapper.differs() or not _masterless.diverted(self.run, wrapper.path):
-            self.act(f"divert {wrapper.path} (postfix start starts the target)", _masterless.divert_script,
-                     self.run, self.module, wrapper)
-
-    def _restore_postfix_start(self, this_conf: str) -> None:
-        """Postfix's own postfix-script back once no instance runs master-less."""
-        path = os.path.join(self.inst.daemon_directory, _masterless.SCRIPT_NAME)
-        conf_dir = _generator.CONF_DIR
-        others = [n for n in os.listdir(conf_dir) if n.endswith(".conf") and n != this_conf] if os.path.isdir(
-            conf_dir) else []
-        if not others and shutil.which("dpkg-divert") and _masterless.diverted(self.run, path):
-            self.act(f"restore {path}", _masterless.undivert_script, self.run, path)
-
-    def _apply_changes(self) -> None:
-        changes = self.out["units_changed"]
-        stale = [] if self.check else _masterless.stale_units(self.run, self.inst.prefix)
-        if stale:
-            self.act("stop " + " ".join(stale), _masterless.systemctl, self.run, "stop", *stale)
-        self._reset_failed()
-        sockets = [n for n in changes["added"] + changes["removed"] + changes["modified"] if n.endswith(".socket")]
-        if sockets:
-            # Listeners changed: master(8) rebinds on reload; units must be restarted to rebind.
-            self.act(f"restart {self.inst.target}", _masterless.systemctl, self.run, "restart", self.inst.target)
-        else:
-            self.act(f"start {self.inst.target}", _masterless.systemctl, self.run, "start", self.inst.target)
-            self.act(f"reload {self.inst.holder}.service (daemons retire gracefully)", _masterless.systemctl,
-                     self.run, "reload", self.inst.holder + ".service")
-
-    def to_master(self, conf_path: str, state_path: str) -> None:
-        q, target = self.inst.queue_directory, self.inst.target
-        was_masterless = os.path.exists(conf_path) or _masterless.active(self.run, target)
-        if was_masterless and (_masterless.active(self.run, target) or
-                               not _masterless.slice_empty(self.run, self.inst.slice)):
-            self.act(f"stop {target}", _masterless.stop_masterless, self.run, target=target,
-                     slice_unit=self.inst.slice, timeout=self.timeout)
-            self.out["switched"] = self.state == "started"
-        if os.path.exists(conf_path):
-            self.act(f"remove {conf_path}", os.unlink, conf_path)
-            if os.path.exists(state_path):
-                self.act(f"remove {state_path}", os.unlink, state_path)
-            self.act("systemctl daemon-reload", _masterless.systemctl, self.run, "daemon-reload")
-        self._restore_postfix_start(os.path.basename(conf_path))
-        self._reset_failed()  # units that failed while master-less are not-found now: nothing else clears them
-        if self.state == "started" and _masterless.master_pid(q) is None:
-            self.act("start master(8)", _masterless.start_master, self.run, queue_directory=q,
-                     config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)
-        elif self.state == "stopped" and _masterless.master_pid(q) is not None:
-            self.act("stop master(8)", _masterless.stop_master, self.run, queue_directory=q,
-                     config_dir=self.config_dir, units=self.master_units, postfix=self.postfix, timeout=self.timeout)
-
-
-def _runner(module: AnsibleModule) -> _masterless.Runner:
-    def run(argv: Any) -> tuple[int, str, str]:
-        code, out, err = module.run_command(list(argv), environ_update={"LANG": "C", "SYSTEMD_PAGER": ""})
-        return code, out, err
-    return run
-
-
-def _current_units(conf_path: str, state_path: str) -> dict[str, str]:
-    """The unit set in effect: the module's stored copy while the instance is master-less."""
-    if not os.path.exists(conf_path):
-        return {}
-    try:
-        return _generator.split_record(_generator.load_set(state_path))[0]
-    except (OSError, ValueError):
-        return {}
 
 
 def main() -> None:
@@ -456,7 +258,7 @@ def main() -> None:
             "libexec_dir": {"type": "path", "default": "/usr/libexec/mailfleet-postfix"},
             "generator_dir": {"type": "path", "default": "/etc/systemd/system-generators"},
             "python": {"type": "path", "default": "/usr/bin/python3"},
-            "max_use_factor": {"type": "int", "default": _units.DEFAULT_MAX_USE_FACTOR},
+            "max_use_factor": {"type": "int", "default": _masterless_units.DEFAULT_MAX_USE_FACTOR},
             "timeout": {"type": "int", "default": 90},
         },
         supports_check_mode=True,

@@ -46,7 +46,7 @@ def _service(argv: list[str], *, maxproc: int = 100, user: str = "") -> dict[str
             "template": maxproc != 1}
 
 
-def _units() -> dict[str, Any]:
+def _masterless_units() -> dict[str, Any]:
     def sock(listen: list[list[str]], accept: bool = False, maxconn: int = 64) -> dict[str, Any]:
         return {"Listen": listen, "Accept": accept, "MaxConnections": maxconn, "SubState": "listening"}
 
@@ -90,53 +90,53 @@ def _diff(units: dict[str, Any], live: Optional[dict[str, Any]] = None) -> list[
 
 
 def test_normalisations_make_a_faithful_unit_set_identical() -> None:
-    assert not _diff(_units())
+    assert not _diff(_masterless_units())
 
 
 def test_a_wrong_o_is_caught() -> None:
-    units = _units()
+    units = _masterless_units()
     units["services"]["p-relay-unix"]["ExecStart"][0][1][-1] = "syslog_name=postfix/relay"
     assert any("relay/unix: argv differs" in d for d in _diff(units))
 
 
 def test_a_dropped_u_is_caught_where_the_daemon_starts_as_root() -> None:
-    units = _units()
+    units = _masterless_units()
     units["services"]["p-relay-unix"]["ExecStart"][0][1].remove("-u")
     assert any("relay/unix: argv differs" in d for d in _diff(units))
 
 
 def test_a_missing_service_is_caught() -> None:
-    units = _units()
+    units = _masterless_units()
     del units["services"]["p-relay-unix"]
     assert any(d.startswith("service relay/unix: master(8) runs it") for d in _diff(units))
 
 
 def test_a_wrong_listener_is_caught() -> None:
-    units = _units()
+    units = _masterless_units()
     units["sockets"]["p-pickup-fifo"]["Listen"] = [["Stream", f"{Q}/public/pickup"]]
     assert any("pickup/fifo: listener" in d for d in _diff(units))
     live = copy.deepcopy(LIVE)
     live["inet"].append(["tcp", "inet", "127.0.0.1", "10025"])
-    assert any("127.0.0.1 10025: open under master(8)" in d for d in _diff(_units(), live=live))
+    assert any("127.0.0.1 10025: open under master(8)" in d for d in _diff(_masterless_units(), live=live))
 
 
 def test_a_wrong_wakeup_is_caught() -> None:
-    units = _units()
+    units = _masterless_units()
     units["timers"]["p-pickup-fifo-wakeup"]["TimersMonotonic"][0][1] = 30_000_000
     assert any("pickup/fifo: wakeup 60" in d for d in _diff(units))
-    units = _units()
+    units = _masterless_units()
     units["timers"]["p-tlsmgr-unix-wakeup"]["service"]["ExecCondition"] = []
     assert any("tlsmgr/unix: wakeup 1000?" in d for d in _diff(units))
 
 
 def test_a_wrong_process_limit_is_caught() -> None:
-    units = _units()
+    units = _masterless_units()
     units["sockets"]["p-pickup-fifo"]["MaxConnections"] = 5
     assert any("pickup/fifo: process limit" in d for d in _diff(units))
 
 
 def test_a_socket_that_does_not_listen_is_caught() -> None:
-    units = _units()
+    units = _masterless_units()
     units["sockets"]["p-pickup-fifo"]["SubState"] = "failed"
     assert any("is failed" in d for d in _diff(units))
 
@@ -161,7 +161,7 @@ def test_the_sample_covers_what_make_test_must() -> None:
 
 
 def test_units_that_run_no_postfix_daemon_are_not_services() -> None:
-    units = _units()
+    units = _masterless_units()
     units["services"]["p-config-error"] = {"ExecStart": [["/bin/true", ["/bin/true"], False]], "User": "",
                                            "template": False}
     assert not _diff(units)

@@ -49,6 +49,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 @pytest.fixture(autouse=True)
 def _debian_12_units(monkeypatch: pytest.MonkeyPatch) -> None:
     """The distribution's unit layout is a fixture, not the build host's /lib/systemd/system."""
-    from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+    from ansible_collections.mailfleet.postfix.plugins.module_utils import _masterless_generator
 
-    monkeypatch.setattr(_generator, "UNIT_DIRS", (str(ROOT / "tests" / "unit" / "fixtures" / "systemd" / "debian-12"),))
+    monkeypatch.setattr(_masterless_generator, "UNIT_DIRS", (str(ROOT / "tests" / "unit" / "fixtures" / "systemd" / "debian-12"),))

@@ -341,12 +341,16 @@ def test_module_arguments_are_refused(tmp_path: Path, module: str, args: dict[st
 
 def test_private_extra_file_is_copied_when_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """allow_private_extra_files passes the argument check (the run then goes on to postconf)."""
-    from ansible_collections.mailfleet.postfix.plugins.modules import chroot
+    from ansible_collections.mailfleet.postfix.plugins.module_utils import _host
 
     key = tmp_path / PRIVATE_KEY
     key.write_text("secret\n")
     key.chmod(0o640)
-    monkeypatch.setattr(chroot, "postconf", lambda module, config_dir: module.fail_json(msg="reached postconf"))
+
+    def postconf_x(*args: Any, **kwargs: Any) -> dict[str, str]:
+        raise _host.CommandError("reached postconf")
+
+    monkeypatch.setattr(_host, "postconf_x", postconf_x)
     (tmp_path / "master.cf").write_text(SMTP)
     result = run_module("chroot", {"config_dir": str(tmp_path), "extra_files": [str(key)],
                                    "allow_private_extra_files": True}, tmp=tmp_path)

@@ -6,7 +6,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailfleet.postfix.plugins.filter.address import FilterModule, address_scope, mynetworks_entry
-from ansible_collections.mailfleet.postfix.plugins.module_utils._instance import INTERNAL_SCOPES
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_instances import INTERNAL_SCOPES
 
 SCOPES = {
     "127.0.0.1": "loopback", "127.8.9.10": "loopback", "::1": "loopback", "[::1]": "loopback",

@@ -1,4 +1,4 @@
-"""master_cf_chroot_plan filter: an adapter over _chroot.plan_jail."""
+"""master_cf_chroot_plan filter: an adapter over _classic_chroot.plan_jail."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from ansible_collections.mailfleet.postfix.plugins.filter.master_cf_chroot_plan 
     FilterModule,
     master_cf_chroot_plan,
 )
-from ansible_collections.mailfleet.postfix.plugins.module_utils._chroot import DEBIAN12_AMD64
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf
+from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_chroot import DEBIAN12_AMD64
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCf
 
 ROOT = Path(__file__).resolve().parents[4]
 DEBIAN = (ROOT / "tests/unit/plugins/module_utils/fixtures/debian-master.cf").read_text()

@@ -10,8 +10,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailfleet.postfix.plugins.filter.master_cf_units import FilterModule, master_cf_units
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import Instance, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_units import Instance, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCf
 
 ROOT = Path(__file__).resolve().parents[4]
 CORPUS = ROOT.parent / "shared" / "corpus" / "valid"

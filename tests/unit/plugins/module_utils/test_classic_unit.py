@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._bridge import exec_words
 from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_unit import (
     ClassicInstance,
     ClassicUnits,
     build_classic_units,
 )
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf, MasterCfError
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_bridge import exec_words
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCf, MasterCfError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEBIAN = (FIXTURES / "debian-master.cf").read_text()

@@ -11,14 +11,14 @@ from typing import Callable
 
 import pytest
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import time_seconds
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_units import (
     CRASH_BURST,
     RELOAD_GRACE,
     Instance,
     UnitSet,
     build_units,
 )
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_semantics import time_seconds
 
 MASTER_CF = """\
 smtp      inet  n       -       y       -       -       smtpd

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _masterless_generator
 from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_unit import build_classic_units
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCf, MasterCfError
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_units import (
     Instance,
     build_units,
     escape,
@@ -24,6 +23,7 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils._units import (
     printable,
     render_unit,
 )
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCf, MasterCfError
 from ansible_collections.mailfleet.postfix.tests import fixture_files
 from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import have_postfix_user
 
@@ -129,13 +129,13 @@ class Host:
         self.postconf.chmod(0o755)
 
     def generate(self) -> int:
-        return _generator.generate(str(self.out), str(self.early), conf_dir=str(self.conf), run_dir=str(self.run),
-                                   state_dir=str(self.state), postconf=str(self.postconf))
+        return _masterless_generator.generate(str(self.out), str(self.early), conf_dir=str(self.conf), run_dir=str(self.run),
+                                              state_dir=str(self.state), postconf=str(self.postconf))
 
 
 def test_postconf_output_keeps_bytes(tmp_path: Path) -> None:
     host = Host(tmp_path)
-    facts = _generator.postconf_facts(str(host.etc), (), str(host.postconf))
+    facts = _masterless_generator.postconf_facts(str(host.etc), (), str(host.postconf))
     assert facts["smtpd_banner"] == "$myhostname ESMTP Gr\udcfc\udcdfe"
 
 
@@ -149,7 +149,7 @@ def test_generator_builds_and_keeps_the_set(tmp_path: Path, capsys: pytest.Captu
     # The kept copy holds master.cf's bytes; an unchanged master.cf reuses it without mapping.
     saved = (host.run / "default" / "units.set").read_bytes()
     assert RAW in saved
-    files = _generator.load_set(str(host.run / "default" / "units.set"))
+    files = _masterless_generator.load_set(str(host.run / "default" / "units.set"))
     assert TEXT in files["@inputs"]
     assert host.generate() == 0
     assert (host.out / "postfix-default-smtp-inet@.service").read_bytes() == unit
@@ -159,8 +159,8 @@ def test_generator_builds_and_keeps_the_set(tmp_path: Path, capsys: pytest.Captu
 def test_crlf_master_cf_set_reloads(tmp_path: Path) -> None:
     host = Host(tmp_path, RAW.replace(b"\n", b"\r\n"))
     assert host.generate() == 0
-    files = _generator.load_set(str(host.run / "default" / "units.set"))
-    assert "\r\n" in files["@inputs"] and files == _generator.load_set(str(host.run / "default" / "units.set"))
+    files = _masterless_generator.load_set(str(host.run / "default" / "units.set"))
+    assert "\r\n" in files["@inputs"] and files == _masterless_generator.load_set(str(host.run / "default" / "units.set"))
 
 
 @needs_postfix

@@ -6,10 +6,10 @@ from typing import Optional
 
 import pytest
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
-from ansible_collections.mailfleet.postfix.plugins.module_utils._sandbox import PROFILES, TABLE_PARAMS, table_network
-from ansible_collections.mailfleet.postfix.plugins.module_utils._semantics import DAEMONS
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import Instance, UnitSet, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _masterless_generator
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_units import Instance, UnitSet, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_semantics import DAEMONS
+from ansible_collections.mailfleet.postfix.plugins.module_utils._systemd_sandbox import PROFILES, TABLE_PARAMS, table_network
 
 
 def build(text: str, **facts: object) -> UnitSet:
@@ -49,7 +49,7 @@ def test_every_daemon_without_ip_has_a_decision() -> None:
 
 
 def test_the_generator_asks_postconf_for_them() -> None:
-    assert {p for params in TABLE_PARAMS.values() for p in params} <= set(_generator.FACT_PARAMS)
+    assert {p for params in TABLE_PARAMS.values() for p in params} <= set(_masterless_generator.FACT_PARAMS)
 
 
 def test_virtual_without_network_tables_is_unchanged() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils._classic_unit import build_classic_units
-from ansible_collections.mailfleet.postfix.plugins.module_utils._mastercf import MasterCfError
-from ansible_collections.mailfleet.postfix.plugins.module_utils._sandbox import list_path, list_paths, unit_path
-from ansible_collections.mailfleet.postfix.plugins.module_utils._units import Instance, UnitSet, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._masterless_units import Instance, UnitSet, build_units
+from ansible_collections.mailfleet.postfix.plugins.module_utils._postfix_mastercf import MasterCfError
+from ansible_collections.mailfleet.postfix.plugins.module_utils._systemd_sandbox import list_path, list_paths, unit_path
 
 WHITESPACE = " \t\n\r"
 # systemd.unit(5) "Specifiers": any other letter after '%' is an error, the word is then ignored.

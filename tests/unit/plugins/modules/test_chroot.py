@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _chroot_sync
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _classic_jail, _classic_jail_sync, _host
 from ansible_collections.mailfleet.postfix.plugins.modules import chroot as module
 from ansible_collections.mailfleet.postfix.tests import fixture_files
 
@@ -69,7 +69,7 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     (queue / "maildrop" / "QUEUEFILE").write_text("queued mail")
     params = {"compatibility_level": "3.6", "queue_directory": str(queue), "mail_owner": OWNER,
               "smtp_tls_CApath": "/etc/ssl/certs", "smtp_tls_security_level": "may"}
-    monkeypatch.setattr(module, "postconf", lambda mod, config_dir: dict(params))
+    monkeypatch.setattr(_host, "postconf_x", lambda run, config_dir, *names, **kw: dict(params))
     yield {"config": config, "queue": queue, "params": params}
 
 
@@ -99,7 +99,7 @@ def test_first_run_builds_the_jail_and_second_is_unchanged(instance: dict[str, A
         st = (queue / path).stat()
         assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o644
     assert (queue / "etc/hosts").read_bytes() == Path("/etc/hosts").read_bytes()
-    manifest = json.loads((queue / _chroot_sync.MANIFEST).read_text())
+    manifest = json.loads((queue / _classic_jail_sync.MANIFEST).read_text())
     assert set(first["created"]) == set(manifest["paths"])
     assert "etc/ssl" in first["directories"]
     second = ok(args)
@@ -123,7 +123,7 @@ def test_check_mode_predicts_the_real_run(instance: dict[str, Any]) -> None:
     args = {"config_dir": str(instance["config"])}
     predicted = ok(args, check=True)
     assert predicted["changed"] and not (instance["queue"] / "etc/hosts").exists()
-    assert not (instance["queue"] / _chroot_sync.MANIFEST).exists()
+    assert not (instance["queue"] / _classic_jail_sync.MANIFEST).exists()
     real = ok(args)
     for key in ("created", "updated", "removed", "directories"):
         assert predicted[key] == real[key], key
@@ -155,7 +155,7 @@ def test_what_is_no_longer_needed_is_removed_and_nothing_else(instance: dict[str
     placed = set(ok(args)["created"])
     (instance["config"] / "master.cf").write_text(DEBIAN.replace(" y ", " n "))
     gone = ok(args)
-    assert gone["changed"] and set(gone["removed"]) == placed | {_chroot_sync.MANIFEST}
+    assert gone["changed"] and set(gone["removed"]) == placed | {_classic_jail_sync.MANIFEST}
     assert gone["plan"]["contents"] == [] and gone["plan"]["chrooted"] == []
     assert not (queue / "etc/ssl").exists() and not (queue / "etc/hosts").exists()
     assert (queue / "etc/debian-leftover").read_text() == "not ours"
@@ -170,7 +170,7 @@ def test_existing_identical_files_are_adopted(instance: dict[str, Any]) -> None:
     os.chmod(queue / "etc/hosts", 0o644)
     out = ok({"config_dir": str(instance["config"])})
     assert "etc/hosts" not in out["created"] + out["updated"]
-    assert "etc/hosts" in json.loads((queue / _chroot_sync.MANIFEST).read_text())["paths"]
+    assert "etc/hosts" in json.loads((queue / _classic_jail_sync.MANIFEST).read_text())["paths"]
 
 
 def test_state_absent(instance: dict[str, Any]) -> None:
@@ -203,7 +203,7 @@ def test_verify_sees_a_broken_jail(instance: dict[str, Any]) -> None:
     ok({"config_dir": str(instance["config"])})
     queue = str(instance["queue"])
     os.unlink(os.path.join(queue, "etc/services"))
-    checks = _chroot_sync.verify(queue, OWNER, services=["smtp"])
+    checks = _classic_jail_sync.verify(queue, OWNER, services=["smtp"])
     assert not checks[0].ok  # the host has /etc/services; the jail does not
 
 
@@ -211,9 +211,9 @@ def test_verify_runs_as_the_mail_owner(instance: dict[str, Any]) -> None:
     ok({"config_dir": str(instance["config"])})
     queue: Path = instance["queue"]
     os.chmod(queue / "etc/services", 0o600)  # root could read it, the mail owner cannot
-    assert not _chroot_sync.verify(str(queue), OWNER, services=["smtp"])[0].ok
+    assert not _classic_jail_sync.verify(str(queue), OWNER, services=["smtp"])[0].ok
     os.chmod(queue / "etc/services", 0o644)
-    assert _chroot_sync.verify(str(queue), OWNER, services=["smtp"])[0].ok
+    assert _classic_jail_sync.verify(str(queue), OWNER, services=["smtp"])[0].ok
 
 
 def test_non_postfix_queue_directories_are_refused(instance: dict[str, Any]) -> None:
@@ -245,7 +245,7 @@ def test_symlinked_jail_directory_is_refused(instance: dict[str, Any], tmp_path:
 
 
 def test_non_root_fails_without_changes(instance: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(_classic_jail.os, "geteuid", lambda: 1000)
     out = run({"config_dir": str(instance["config"])})
     assert out.failed and "must run as root" in out.result["msg"]
     assert out.result["plan"]["contents"]
@@ -253,7 +253,7 @@ def test_non_root_fails_without_changes(instance: dict[str, Any], monkeypatch: p
 
 
 def test_non_linux_reports_what_it_could_not_do(instance: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(module.platform, "system", lambda: "FreeBSD")
+    monkeypatch.setattr(_classic_jail.platform, "system", lambda: "FreeBSD")
     out = run({"config_dir": str(instance["config"])})
     assert out.failed and "FreeBSD: syncing a jail is implemented for Linux only" in out.result["msg"]
     assert out.result["plan"]["contents"]
@@ -276,9 +276,9 @@ def test_refresh_recopies_from_the_manifest(instance: dict[str, Any]) -> None:
     ok({"config_dir": str(instance["config"])})
     queue: Path = instance["queue"]
     (queue / "etc/hosts").write_text("stale\n")
-    assert _chroot_sync.main(["chroot-sync", "refresh", str(queue)]) == 0
+    assert _classic_jail_sync.main(["chroot-sync", "refresh", str(queue)]) == 0
     assert (queue / "etc/hosts").read_bytes() == Path("/etc/hosts").read_bytes()
-    assert _chroot_sync.main(["chroot-sync"]) == 2
+    assert _classic_jail_sync.main(["chroot-sync"]) == 2
 
 
 def test_reload_signals_only_a_running_master(instance: dict[str, Any], tmp_path: Path) -> None:
@@ -294,14 +294,14 @@ def test_reload_signals_only_a_running_master(instance: dict[str, Any], tmp_path
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
             (queue / "pid" / "master.pid").write_text(f"{child.pid:>10}\n")
-            assert _chroot_sync.reload_master(str(queue)) is expected
+            assert _classic_jail_sync.reload_master(str(queue)) is expected
             time.sleep(0.2)
             assert flag.exists() is expected
         finally:
             child.kill()
             child.wait()
     (queue / "pid" / "master.pid").unlink()
-    assert _chroot_sync.reload_master(str(queue)) is False
+    assert _classic_jail_sync.reload_master(str(queue)) is False
 
 
 def test_module_reloads_after_a_change(instance: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,7 +311,7 @@ def test_module_reloads_after_a_change(instance: dict[str, Any], monkeypatch: py
         calls.append(queue)
         return True
 
-    monkeypatch.setattr(module, "reload_master", reload_master)
+    monkeypatch.setattr(_classic_jail, "reload_master", reload_master)
     assert ok({"config_dir": str(instance["config"])})["reloaded"] is True
     assert ok({"config_dir": str(instance["config"])})["reloaded"] is False  # nothing changed
     assert ok({"config_dir": str(instance["config"]), "state": "absent", "reload": False})["reloaded"] is False

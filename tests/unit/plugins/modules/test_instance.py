@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _instance
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _postfix_instances
 from ansible_collections.mailfleet.postfix.plugins.modules import instance as module
 from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import make_primary
 
@@ -47,7 +47,7 @@ class Exit(Exception):
 @pytest.fixture
 def primary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     etc = make_primary(tmp_path)
-    monkeypatch.setattr(_instance.Postfix, "primary_directory", lambda self: str(etc))
+    monkeypatch.setattr(_postfix_instances.Postfix, "primary_directory", lambda self: str(etc))
 
     def exit_json(self: Any, **kw: Any) -> None:
         raise Exit(False, kw)

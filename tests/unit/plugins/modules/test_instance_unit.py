@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _chroot_sync
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _host, _host_package
 from ansible_collections.mailfleet.postfix.plugins.modules import instance_unit as module
 from ansible_collections.mailfleet.postfix.tests import fixture_files
 
@@ -50,21 +50,30 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     params = {"multi_instance_name": "postfix-edge", "config_directory": str(config),
               "queue_directory": "/var/spool/postfix-edge", "data_directory": "/var/lib/postfix-edge",
               "compatibility_level": "3.6", "command_directory": "/usr/sbin"}
-    monkeypatch.setattr(module, "postconf", lambda mod, config_dir: dict(params))
+    monkeypatch.setattr(_host, "postconf_x", lambda run, config_dir, *names, **kw: dict(params))
     calls: list[tuple[str, ...]] = []
     enabled: set[str] = set()
+    real_run_command = basic.AnsibleModule.run_command
 
-    def systemctl(mod: basic.AnsibleModule, *args: str, check: bool = True) -> tuple[int, str]:
-        calls.append(args)
-        if args[0] == "is-enabled":
-            return (0, "enabled") if args[1] in enabled else (1, "disabled")
-        if args[0] == "enable":
-            enabled.add(args[1])
-        if args[0] == "disable":
-            enabled.discard(args[1])
-        return 1, "inactive"
+    def run_command(self: basic.AnsibleModule, args: Any, **kwargs: Any) -> tuple[int, str, str]:
+        if os.path.basename(args[0]) != "systemctl":
+            if os.path.basename(args[0]) == "postfix":
+                calls.append(tuple(args))
+                return 1, "", "postfix/postfix-script: the Postfix mail system is not running"
+            return real_run_command(self, args, **kwargs)
+        words = tuple(a for a in args[1:] if a != "--")
+        calls.append(words)
+        if words[0] == "is-enabled":
+            return (0, "enabled\n", "") if words[1] in enabled else (1, "disabled\n", "")
+        if words[0] == "enable":
+            enabled.add(words[1])
+        if words[0] == "disable":
+            enabled.discard(words[1])
+        if words[0] == "show":
+            return 0, "\n\n".join(f"Id={u}\nActiveState=inactive" for u in words[3:]), ""
+        return 0, "", ""
 
-    monkeypatch.setattr(module, "systemctl", systemctl)
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     units = tmp_path / "units"
     units.mkdir()
     yield {"config": config, "units": units, "libexec": tmp_path / "libexec", "calls": calls, "enabled": enabled}
@@ -97,8 +106,12 @@ def test_present_writes_units_mask_and_helper(env: dict[str, Any]) -> None:
     assert f"ExecStart=/usr/sbin/postfix -c {env['config']} start" in text and "NoNewPrivileges=yes" in text
     assert "PathChanged=/etc/resolv.conf" in (units / "postfix-edge-jail.path").read_text()
     helper = env["libexec"] / "chroot-sync"
-    assert helper.read_text() == f"#!{sys.executable}\n" + Path(_chroot_sync.__file__).read_text()
+    assert helper.read_text().startswith(f"#!{sys.executable}\n")
     assert os.stat(helper).st_mode & 0o777 == 0o755
+    package = env["libexec"] / "mailfleet_postfix"
+    for name, library in _host_package.MODULES.items():  # the whole package, as the collection has it
+        assert (package / f"{name}.py").read_text() == Path(library.__file__ or "").read_text()
+    assert (package / "__init__.py").read_text() == ""
     usage = subprocess.run([sys.executable, str(helper)], capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and "usage: chroot-sync refresh" in usage.stderr
     assert {"postfix-edge-master.service", "postfix-edge-jail.path"} <= env["enabled"]
@@ -197,3 +210,16 @@ def test_an_unknown_command_is_refused_unless_named(env: dict[str, Any]) -> None
     assert "PrivateDevices=yes" in unit.read_text()
     # Removing the units never depends on what master.cf says.
     assert ok(env, state="absent")["changed"] and list(env["units"].iterdir()) == []
+
+
+def test_check_mode_reports_the_actions_the_real_run_takes(env: dict[str, Any],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_host, "booted", lambda: True)
+    ok(env, check=True, state="started")
+    acting = ("enable", "disable", "start", "stop", "restart", "daemon-reload")
+    assert not [c for c in env["calls"] if c[0] in acting]  # check mode: only observations
+    env["calls"].clear()
+    ok(env, state="started")
+    done = [" ".join(c) for c in env["calls"] if c[0] in acting]
+    assert done == ["daemon-reload", "enable postfix-edge-master.service", "enable postfix-edge-jail.path",
+                    "start postfix-edge-master.service", "start postfix-edge-jail.path"]

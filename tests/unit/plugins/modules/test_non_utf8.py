@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _masterless_generator
 from ansible_collections.mailfleet.postfix.tests import fixture_files
 from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import make_config_dir, run_module
 
@@ -31,7 +31,7 @@ def test_latin1_master_cf_switches_and_is_idempotent(env: Env) -> None:  # noqa:
     assert (env.config / "master.cf").read_bytes() == RAW
     # The stored set keeps master.cf's bytes, so the generator can tell that nothing changed.
     assert RAW in env.state_file.read_bytes()
-    files, _unused = _generator.split_record(_generator.load_set(str(env.state_file)))
+    files, _unused = _masterless_generator.split_record(_masterless_generator.load_set(str(env.state_file)))
     assert " -o syslog_name=postfix/m\\xfcnchen\n" in files["postfix-default-smtp-inet@.service"]
     assert not env.ok()["changed"]
 

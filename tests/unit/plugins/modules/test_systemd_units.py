@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional, Sequence
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _generator, _masterless
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _masterless_generator, _masterless_host
 from ansible_collections.mailfleet.postfix.plugins.modules import systemd_units as module
 from ansible_collections.mailfleet.postfix.tests.unit.plugins.modules.postfix_env import (
     have_postfix_user,
@@ -209,13 +209,13 @@ class Env:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     host = FakeHost(tmp_path / "host")
     e = Env(tmp_path, host)
-    # The module reads these constants at call time (_generator.CONF_DIR/STATE_DIR), so patching redirects it.
-    monkeypatch.setattr(_generator, "CONF_DIR", str(e.conf_dir))
-    monkeypatch.setattr(_generator, "STATE_DIR", str(e.state_dir))
-    monkeypatch.setattr(_generator, "postconf_output", e.postconf_output)
+    # The module reads these constants at call time (_masterless_generator.CONF_DIR/STATE_DIR), so patching redirects it.
+    monkeypatch.setattr(_masterless_generator, "CONF_DIR", str(e.conf_dir))
+    monkeypatch.setattr(_masterless_generator, "STATE_DIR", str(e.state_dir))
+    monkeypatch.setattr(_masterless_generator, "postconf_output", e.postconf_output)
     monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, args, **kw: host.run(args))
     # master(8)'s pid file check reads /proc: follow the fake instead.
-    monkeypatch.setattr(_masterless, "master_pid", lambda q: 4242 if host.master_running else None)
+    monkeypatch.setattr(_masterless_host, "master_pid", lambda q: 4242 if host.master_running else None)
     monkeypatch.setattr(module.os, "geteuid", lambda: 0)
 
     def isdir(path: Any) -> bool:
@@ -225,7 +225,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
         return "/usr/bin/dpkg-divert" if cmd == "dpkg-divert" else REAL_WHICH(cmd, *args, **kwargs)
 
     monkeypatch.setattr(module.os.path, "isdir", isdir)
-    monkeypatch.setattr(module.shutil, "which", which)
+    monkeypatch.setattr(shutil, "which", which)
     yield e
 
 
@@ -259,8 +259,8 @@ def test_check_mode_plans_everything_and_writes_nothing(env: Env) -> None:
     assert env.host.mutating() == []  # only systemctl show / dpkg-divert --list
     actions = out["actions"]
     written = {a.removeprefix("write ") for a in actions if a.startswith("write ")}
-    assert {str(env.conf_file), str(env.state_file), str(env.generators / _masterless.GENERATOR_NAME),
-            str(env.libexec / "bridge"), str(env.libexec / "mailfleet_postfix/_units.py")} <= written
+    assert {str(env.conf_file), str(env.state_file), str(env.generators / _masterless_host.GENERATOR_NAME),
+            str(env.libexec / "bridge"), str(env.libexec / "mailfleet_postfix/_masterless_units.py")} <= written
     assert actions.index("systemctl daemon-reload") > max(actions.index(f"write {p}") for p in written)
     assert f"divert {env.script} (postfix start starts the target)" in actions
     assert actions[-1] == f"start {TARGET}"
@@ -282,19 +282,19 @@ def test_switch_installs_reloads_starts_and_is_idempotent(env: Env) -> None:
     out = env.ok()
     assert out["changed"] and out["mode"] == "systemd" and not out["switched"]
     lib = env.libexec / "mailfleet_postfix"
-    assert (lib / "_units.py").read_text() == Path(module._units.__file__).read_text()
-    assert "from mailfleet_postfix._bridge import main" in (env.libexec / "bridge").read_text()
+    assert (lib / "_masterless_units.py").read_text() == Path(module._masterless_units.__file__).read_text()
+    assert "from mailfleet_postfix._masterless_bridge import main" in (env.libexec / "bridge").read_text()
     # The sandboxed holder and workers cannot write bytecode: the module compiled the library.
-    assert f"compile {lib}" in out["actions"] and list((lib / "__pycache__").glob("_bridge.*.pyc"))
-    launcher = env.generators / _masterless.GENERATOR_NAME
+    assert f"compile {lib}" in out["actions"] and list((lib / "__pycache__").glob("_masterless_bridge.*.pyc"))
+    launcher = env.generators / _masterless_host.GENERATOR_NAME
     assert launcher.read_text().startswith("#!/usr/bin/python3 -IS\n") and os.stat(launcher).st_mode & 0o777 == 0o755
     assert f"sys.path.insert(0, {str(env.libexec)!r})" in launcher.read_text()
     # The .conf enables the instance for the generator; the stored set is what the next daemon-reload keeps.
-    conf = _generator.read_conf(str(env.conf_file))
+    conf = _masterless_generator.read_conf(str(env.conf_file))
     assert conf["config_directory"] == str(env.config) and conf["libexec_directory"] == str(env.libexec)
-    stored = _generator.split_record(_generator.load_set(str(env.state_file)))[0]
+    stored = _masterless_generator.split_record(_masterless_generator.load_set(str(env.state_file)))[0]
     assert set(out["units"]) <= set(stored) and "postfix-default-smtp-inet.socket" in stored
-    assert set(out["files_changed"]) >= {str(env.conf_file), str(launcher), str(lib / "_generator.py")}
+    assert set(out["files_changed"]) >= {str(env.conf_file), str(launcher), str(lib / "_masterless_generator.py")}
     # postfix-script diverted once, the router written where Postfix's script was.
     adds = [c for c in env.host.calls if c[:1] == ["dpkg-divert"] and "--add" in c]
     assert adds == [["dpkg-divert", "--local", "--rename", "--divert", f"{env.script}.distrib", "--add", str(env.script)]]
@@ -334,7 +334,7 @@ def test_state_present_installs_without_starting_or_stopping(env: Env) -> None:
     env.host.active.add(MASTER_UNIT)
     out = env.ok(state="present")
     assert out["changed"] and env.conf_file.exists() and env.state_file.exists()
-    assert (env.generators / _masterless.GENERATOR_NAME).exists()
+    assert (env.generators / _masterless_host.GENERATOR_NAME).exists()
     assert env.host.systemctl("daemon-reload") == [[]]
     for verb in ("start", "stop", "restart", "reload"):
         assert env.host.systemctl(verb) == [], verb
@@ -393,7 +393,7 @@ def test_back_to_master_restores_postfix_script_when_last(env: Env) -> None:
 
 def test_back_to_master_keeps_the_diversion_for_other_instances(env: Env) -> None:
     env.ok()
-    (env.conf_dir / "edge.conf").write_text(_masterless.conf_text("/etc/postfix-edge", {}))
+    (env.conf_dir / "edge.conf").write_text(_masterless_host.conf_text("/etc/postfix-edge", {}))
     wrapper = env.script.read_text()
     out = env.ok(mode="master")
     assert out["changed"] and not env.conf_file.exists() and (env.conf_dir / "edge.conf").exists()
@@ -404,7 +404,7 @@ def test_back_to_master_keeps_the_diversion_for_other_instances(env: Env) -> Non
 
 
 def test_no_dpkg_divert_warns_and_still_switches(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(module.shutil, "which", lambda cmd, *a, **kw: None)
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **kw: None)
     out = env.ok()
     assert out["changed"] and env.script.read_text() == ORIGINAL_SCRIPT
     assert not any(c[0] == "dpkg-divert" for c in env.host.calls)
@@ -428,7 +428,7 @@ def test_changed_service_is_reloaded_gracefully(env: Env) -> None:
     # A service change needs no rebinding: daemons retire gracefully, listeners stay.
     assert env.host.mutating() == [["systemctl", "daemon-reload"], ["systemctl", "start", TARGET],
                                    ["systemctl", "reload", HOLDER]]
-    assert "postfix/relay2" in _generator.load_set(str(env.state_file))["postfix-default-relay-unix@.service"]
+    assert "postfix/relay2" in _masterless_generator.load_set(str(env.state_file))["postfix-default-relay-unix@.service"]
 
 
 def test_new_listener_restarts_the_target(env: Env) -> None:

@@ -1,0 +1,81 @@
+# Copyright: mailfleet.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The library installed on hosts: one package for the generator, the bridge and the jail sync.
+
+Private to the mailfleet.postfix collection; the API may change without notice.
+
+Both orchestration modules install it, ``systemd_units`` for the master-less side and
+``instance_unit`` for the jail sync, and each writes the whole package from its own payload (the
+module_utils sources it imported, never a second copy). So the files on a host always come from
+one release: a package half from an older one could make the generator fail at the next
+daemon-reload.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from types import ModuleType
+from typing import Sequence
+
+from . import (
+    _classic_jail_sync,
+    _host,
+    _masterless_bridge,
+    _masterless_generator,
+    _masterless_units,
+    _postfix_mastercf,
+    _postfix_semantics,
+    _systemd_sandbox,
+)
+from ._host import CommandError, FileSpec, Runner
+
+PACKAGE = "mailfleet_postfix"
+# What the generator, the bridge and the jail sync import on a host, by file name.
+MODULES: dict[str, ModuleType] = {module.__name__.rpartition(".")[2]: module for module in (
+    _host, _postfix_mastercf, _postfix_semantics, _masterless_units, _systemd_sandbox, _masterless_bridge,
+    _masterless_generator, _classic_jail_sync)}
+
+
+def module_source(module: ModuleType) -> str:
+    """The source of an imported module, also from Ansible's zipped payload."""
+    loader = getattr(module, "__loader__", None)
+    source = loader.get_source(module.__name__) if loader is not None and hasattr(loader, "get_source") else None
+    if source is None:
+        with open(module.__file__ or "", encoding="utf-8") as handle:
+            source = handle.read()
+    return source
+
+
+def package_dir(libexec: str) -> str:
+    return posixpath.join(libexec, PACKAGE)
+
+
+def package_files(libexec: str, present: Sequence[str] = ()) -> list[FileSpec]:
+    """Every file of the package, the same whichever module installs it; ``present`` names the files
+    the package directory holds now, and those of no module any more (an older release's) go."""
+    package = package_dir(libexec)
+    wanted = [FileSpec(posixpath.join(package, "__init__.py"), "")] + [
+        FileSpec(posixpath.join(package, f"{name}.py"), module_source(module)) for name, module in MODULES.items()]
+    stale = [FileSpec(posixpath.join(package, name), absent=True) for name in sorted(present)
+             if name.endswith(".py") and name[:-3] not in MODULES and name != "__init__.py"]
+    return wanted + stale
+
+
+def present_files(libexec: str) -> list[str]:
+    """The file names in the package directory now (none when it does not exist)."""
+    try:
+        return os.listdir(package_dir(libexec))
+    except FileNotFoundError:
+        return []
+
+
+def compile_package(run: Runner, python: str, libexec: str) -> None:
+    """Bytecode for the interpreter the units run: the holder, the workers' bridge and the jail sync
+    run sandboxed (/usr read-only) and would otherwise compile the library at every start."""
+    package = package_dir(libexec)
+    # checked-hash: the bytecode is used only while it matches the source's content (not mtime and size).
+    code, out, err = run([python, "-I", "-S", "-m", "compileall", "-q", "-l", "-f", "--invalidation-mode", "checked-hash",
+                          package])
+    if code != 0:
+        raise CommandError(f"{python} -m compileall {package} failed: {(err or out).strip()}")
