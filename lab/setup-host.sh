@@ -7,8 +7,9 @@ conf=${CONTAINERS_CONF:-/etc/containers/containers.conf}
 # netavark + aardvark-dns: a podman network whose container names resolve.
 # postfix: its binaries (postconf, postfix check) for unit tests; no daemon runs on this host.
 # systemd: systemd-analyze for unit checks. python3-venv: tools/venv.sh.
+# prometheus: promtool, which checks the metrics file of instance_info in the unit tests.
 packages=(podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring
-  postfix systemd openssh-client python3 python3-venv ca-certificates)
+  postfix systemd openssh-client python3 python3-venv ca-certificates prometheus)
 
 say() { echo "setup: $*"; }
 die() { echo "setup: $*" >&2; exit 1; }

@@ -7,7 +7,8 @@ Private to the mailfleet.postfix collection; the API may change without notice.
 Everything that acts on a host goes through here:
 
 - a runner (``Runner``): ``ModuleRunner`` inside a module, ``local_run`` on the host alone
-  (the generator, tests), ``run_with_tty`` for Postfix commands whose messages go to a terminal;
+  (the generator, tests), ``run_with_tty`` for Postfix commands whose messages go to a terminal,
+  ``stream_lines`` for output read line by line as it comes (``postqueue -j`` of a large queue);
 - ``systemctl`` and its readers (``unit_states``, ``active``, ``list_units``);
 - ``postconf_x``: main.cf values as the daemons see them (``postconf -x``), parsed once;
 - ``Writer``: files, links, masks and directories with mode and owner, check mode, diff and backup,
@@ -28,7 +29,7 @@ import stat
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+    from typing import Any, Callable, Generator, Mapping, Optional, Protocol, Sequence
 
     class Runner(Protocol):
         """Runs argv in the C locale and returns (exit code, stdout, stderr)."""
@@ -182,6 +183,46 @@ def local_run(argv: Sequence[str]) -> tuple[int, str, str]:
         return Spawned(argv, c_env()).result()
     except OSError as exc:
         return 127, "", f"{argv[0]}: {exc.strerror}"
+
+
+def stream_lines(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> Generator[str, None, None]:
+    """stdout of argv line by line as it comes, for output too large to hold (postqueue -j of a big
+    queue); CommandError at the end when the command failed, or was killed after ``timeout`` seconds.
+
+    stderr goes to a temporary file, so a chatty command cannot block on a full pipe."""
+    import subprocess
+    import tempfile
+    import threading
+
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    env=c_env())
+        except OSError as exc:
+            raise CommandError(f"{' '.join(argv)} failed: {exc.strerror}") from None
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        stdout = proc.stdout or ()  # a pipe: Popen was asked for one
+        try:
+            for raw in stdout:
+                yield raw.decode("utf-8", BYTES_KEPT)
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()  # the caller stopped reading
+            if proc.stdout is not None:
+                proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            detail = f"no end after {timeout:g} s" if expired else err.read().decode("utf-8", "replace").strip()
+            raise CommandError(f"{' '.join(argv)} failed: {detail or f'exit {code}'}")
 
 
 def run_with_tty(argv: Sequence[str], *, env: Mapping[str, str]) -> tuple[int, str]:

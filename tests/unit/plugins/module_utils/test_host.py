@@ -238,3 +238,27 @@ def test_the_module_imports_nothing_slow() -> None:
               "print(' '.join(sorted({'typing', 'dataclasses', 'subprocess', 'shutil', 'tempfile'} & set(sys.modules))))\n")
     done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split() == []
+
+
+def test_stream_lines_yields_lines_as_they_come() -> None:
+    lines = _host.stream_lines([sys.executable, "-c", "import sys\nfor n in range(3): print(n, flush=True)"])
+    assert next(lines) == "0\n"  # before the command ended
+    assert list(lines) == ["1\n", "2\n"]
+
+
+def test_stream_lines_names_a_failure_with_its_stderr() -> None:
+    with pytest.raises(_host.CommandError, match="failed: no queue"):
+        list(_host.stream_lines([sys.executable, "-c", "import sys; print('x'); sys.exit('no queue')"]))
+    with pytest.raises(_host.CommandError, match="failed"):
+        list(_host.stream_lines(["/nonexistent/postqueue", "-j"]))
+
+
+def test_stream_lines_kills_a_command_that_does_not_end() -> None:
+    with pytest.raises(_host.CommandError, match="failed: no end after 0.3 s"):
+        list(_host.stream_lines([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.3))
+
+
+def test_stream_lines_stops_the_command_when_the_reader_stops() -> None:
+    lines = _host.stream_lines([sys.executable, "-c", "import time\nwhile True: print('x', flush=True)"])
+    assert next(lines) == "x\n"
+    lines.close()  # no hang, no error: the command is killed
