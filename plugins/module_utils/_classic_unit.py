@@ -385,7 +385,9 @@ def _jail_units(inst: ClassicInstance, watch: Sequence[str]) -> dict[str, str]:
     sync = posixpath.join(inst.libexec_directory, JAIL_SYNC)
     service = [
         ("Type", "oneshot"),
-        ("ExecStart", f"{_executable(inst.python, 'python')} {_quote(sync)} refresh {_quote(inst.queue_directory)} --reload"),
+        # -I -S: root runs it; no .pth file or user site directory may add code.
+        ("ExecStart", f"{_executable(inst.python, 'python')} -I -S {_quote(sync)} refresh {_quote(inst.queue_directory)} "
+                      "--reload"),
         # Root writes the root-owned jail directories without capabilities; CAP_CHOWN gives each copy
         # its source's owner and group (a 0640 root:postfix file stays that).
         ("CapabilityBoundingSet", "CAP_CHOWN"),
@@ -466,7 +468,7 @@ def build_classic_units(
 # reports the very list a real run performs.
 
 # The jail sync runs as a module of the package the master-less side installs too (_host_package).
-JAIL_LAUNCHER = """#!{python}
+JAIL_LAUNCHER = """#!{python} -IS
 # Installed by mailfleet.postfix (instance_unit): chroot-sync refresh QUEUE_DIRECTORY [--reload] (see _classic_jail_sync.py).
 import sys
 sys.path.insert(0, {libexec!r})
@@ -527,7 +529,7 @@ def file_specs(generated: ClassicUnits, unit_dir: str, *, absent: bool) -> list[
 
 def jail_sync_files(libexec: str, python: str) -> list[FileSpec]:
     """The launcher at JAIL_SYNC and the whole package it imports, as the master-less side writes it."""
-    return _host_package.package_files(libexec, _host_package.present_files(libexec)) + [
+    return _host_package.package_files(libexec) + [
         FileSpec(posixpath.join(libexec, JAIL_SYNC), JAIL_LAUNCHER.format(python=python, libexec=libexec), mode=0o755)]
 
 

@@ -24,6 +24,7 @@ Rules (the roles' documented behaviour):
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Mapping, Optional, Sequence
 
@@ -37,12 +38,27 @@ CO_LOCATED_EDGE = INSTANCE_PREFIX + "edge"
 LOOPBACK = "127.0.0.1"
 SMTP_PORT = 25
 WILDCARDS = ("all", "0.0.0.0", "::", "*")
-# What the roles have always taken from ansible_host: digits and dots (an IPv4 address).
-_IPV4_TEXT = re.compile(r"[0-9.]+")
+# A host name as the roles take one (a given listen address or relay host): no blank, comma, bracket
+# or colon that would make it two entries, a port or a table in main.cf.
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 EDGE_VARS = ("postfix_edge_listen_address", "postfix_edge_instance", "postfix_edge_relay_hosts", "postfix_edge_relay_port")
 DELIVERY_VARS = ("postfix_delivery_listen_address", "postfix_delivery_instance", "postfix_delivery_mynetworks",
                  "postfix_delivery_smtpd_hostname")
+
+
+def _ip(text: str, version: int = 0) -> Optional[str]:
+    """text when it is one IP address (of that version), else None."""
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return text if version in (0, parsed.version) else None
+
+
+def _add(errors: Optional[list[str]], message: str) -> None:
+    if errors is not None and message not in errors:
+        errors.append(message)
 
 
 def _text(value: Any) -> str:
@@ -123,20 +139,31 @@ class Fleet:
         hv = self.hostvars.get(host)
         return hv.get(name) if hv is not None else None
 
-    def address_sources(self, host: str, listen_var: str) -> tuple[str, str, str]:
-        """The host's listen variable, ansible_host when it is an IPv4 address, its default IPv4 address."""
-        given = _text(self.var(host, listen_var))
-        ansible_host = _text(self.var(host, "ansible_host"))
+    def address_sources(self, host: str, listen_var: str, errors: Optional[list[str]] = None) -> tuple[str, str, str]:
+        """The host's listen variable, ansible_host when it is an IPv4 address, its default IPv4 address.
+
+        What a host reports about itself (its facts) is used only when it is one IPv4 address: an edge
+        host is internet-facing, and its facts must not widen the delivery tier's clients or add a relay
+        target. A given value is an address, a host name or (listen) a wildcard; others are errors."""
+        given = _text(self.var(host, listen_var)).strip()
+        ansible_host = _text(self.var(host, "ansible_host")).strip()
         facts = self.var(host, "ansible_facts") or {}
         default_ipv4 = facts.get("default_ipv4") or {} if isinstance(facts, Mapping) else {}
-        learned = _text(default_ipv4.get("address")) if isinstance(default_ipv4, Mapping) else ""
-        return given, ansible_host if _IPV4_TEXT.fullmatch(ansible_host) else "", learned
+        learned = _text(default_ipv4.get("address")).strip() if isinstance(default_ipv4, Mapping) else ""
+        if given and not (given in WILDCARDS or _ip(given) or _HOST_NAME.fullmatch(given)):
+            _add(errors, f"{host}: {listen_var} is '{given}', which is neither an IP address nor a host name")
+            given = ""
+        if learned and _ip(learned, 4) is None:
+            _add(errors, f"{host}: its default IPv4 address (ansible_facts.default_ipv4.address) is '{learned}', "
+                         f"which is no IPv4 address; set {listen_var}")
+            learned = ""
+        return given, ansible_host if _ip(ansible_host, 4) else "", learned
 
-    def edge_address(self, host: str) -> str:
-        return next((a for a in self.address_sources(host, "postfix_edge_listen_address") if a), "")
+    def edge_address(self, host: str, errors: Optional[list[str]] = None) -> str:
+        return next((a for a in self.address_sources(host, "postfix_edge_listen_address", errors) if a), "")
 
-    def delivery_address(self, host: str, *, colocated: bool) -> str:
-        given, ansible_host, learned = self.address_sources(host, "postfix_delivery_listen_address")
+    def delivery_address(self, host: str, *, colocated: bool, errors: Optional[list[str]] = None) -> str:
+        given, ansible_host, learned = self.address_sources(host, "postfix_delivery_listen_address", errors)
         return given or (LOOPBACK if colocated else "") or ansible_host or learned
 
     def needs_facts(self, host: str, listen_var: str) -> bool:
@@ -155,16 +182,19 @@ class Fleet:
         units = _instance_view(name, "postfix_edge_instance", host, errors)
         port = self.var(host, "postfix_edge_relay_port")
         port = self.relay_port if port in (None, "") else port
-        address = self.edge_address(host)
+        address = self.edge_address(host, errors)
         facts = [host] if self.needs_facts(host, "postfix_edge_listen_address") else []
 
-        relay_hosts = _list(self.var(host, "postfix_edge_relay_hosts"))
+        relay_hosts = [h.strip() for h in _list(self.var(host, "postfix_edge_relay_hosts"))]
+        for bad in [h for h in relay_hosts if not (_ip(h) or _HOST_NAME.fullmatch(h))]:
+            errors.append(f"{host}: postfix_edge_relay_hosts holds '{bad}', which is neither an IP address nor a "
+                          "host name")
         if not relay_hosts:
             for other in deliveries:
                 if other == host:  # the co-located delivery instance, the cheapest hop, first
-                    relay_hosts.insert(0, self.delivery_address(host, colocated=True))
+                    relay_hosts.insert(0, self.delivery_address(host, colocated=True, errors=errors))
                     continue
-                relay_hosts.append(self.delivery_address(other, colocated=False) or other)
+                relay_hosts.append(self.delivery_address(other, colocated=False, errors=errors) or other)
                 if self.needs_facts(other, "postfix_delivery_listen_address"):
                     facts.append(other)
         local_delivery = self.delivery_address(host, colocated=True) if colocated else ""
@@ -210,15 +240,19 @@ class Fleet:
         colocated = host in edges
         name = _text(self.var(host, "postfix_delivery_instance")) or PRIMARY
         units = _instance_view(name, "postfix_delivery_instance", host, errors)
-        address = self.delivery_address(host, colocated=colocated)
+        address = self.delivery_address(host, colocated=colocated, errors=errors)
         facts = [host] if not colocated and self.needs_facts(host, "postfix_delivery_listen_address") else []
 
         given = _list(self.var(host, "postfix_delivery_mynetworks"))
         clients = [mynetworks_entry(c) for c in given]
         if not given:
             for other in edges:
-                edge_address = self.edge_address(other)
-                if edge_address:
+                edge_address = self.edge_address(other, errors)
+                if edge_address in WILDCARDS:
+                    # One edge listening everywhere cannot name the one address its mail comes from.
+                    errors.append(f"{host}: edge host {other} listens on every address, so its mail may come from "
+                                  "any of them: set postfix_delivery_mynetworks")
+                elif edge_address:
                     clients.append(mynetworks_entry(edge_address))
                 elif self.needs_facts(other, "postfix_edge_listen_address"):
                     facts.append(other)

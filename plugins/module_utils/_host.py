@@ -615,10 +615,9 @@ def apply(spec: FileSpec, now: Optional[Observed] = None) -> None:
     parent = os.path.dirname(spec.path)
     if spec.absent:
         if now.kind == "directory":
-            import shutil
-
-            shutil.rmtree(spec.path)
-        elif now.kind != "absent":
+            # Never a tree by accident: a path meant to be a file that is a directory is a mistake.
+            raise HostError(f"{spec.path} is a directory; refusing to remove it", path=spec.path)
+        if now.kind != "absent":
             os.unlink(spec.path)
         return
     if parent:
@@ -641,9 +640,17 @@ def apply(spec: FileSpec, now: Optional[Observed] = None) -> None:
         os.replace(tmp, spec.path)
         fsync_path(parent or ".", directory=True)
         return
-    mode = spec.mode if spec.mode is not None else (now.mode if now.kind == "file" else 0o644)
-    if now.kind == "file" and spec.owner is None and spec.group is None:
-        uid, gid = now.uid, now.gid  # a rewritten file keeps its owner, as an edit in place would
+    kept = now
+    if now.kind == "link" and spec.mode is None:
+        # A link replaced by a file keeps what the file it pointed to had, never more access.
+        try:
+            target = os.stat(spec.path)
+            kept = Observed("file", mode=stat.S_IMODE(target.st_mode), uid=target.st_uid, gid=target.st_gid)
+        except OSError:
+            kept = Observed("absent")
+    mode = spec.mode if spec.mode is not None else (kept.mode if kept.kind == "file" else 0o644)
+    if kept.kind == "file" and spec.owner is None and spec.group is None:
+        uid, gid = kept.uid, kept.gid  # a rewritten file keeps its owner, as an edit in place would
     write_atomic(spec.path, (spec.content or "").encode("utf-8", BYTES_KEPT), mode=mode, uid=uid, gid=gid)
 
 

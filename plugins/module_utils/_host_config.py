@@ -149,9 +149,13 @@ def write_config(
         return outcome
     writer = Writer(host=host)
     for name, text in pending.items():
-        # mode None: the file keeps its mode and owner, as an edit in place would.
-        writer.ensure(FileSpec(os.path.join(config_dir, name), content=text, mode=None), backup=backup)
-    outcome.backups = writer.backups
+        # A linked main.cf or master.cf is written where it points, as lineinfile does, so the link
+        # stays; mode None: the file keeps its mode and owner, as an edit in place would.
+        path = os.path.join(config_dir, name)
+        dest = os.path.realpath(path)
+        writer.ensure(FileSpec(dest, content=text, mode=None), backup=backup)
+        if dest in writer.backups:
+            outcome.backups[path] = writer.backups[dest]
     return outcome
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import posixpath
 from types import ModuleType
-from typing import Sequence
 
 from . import (
     _classic_jail_sync,
@@ -51,23 +50,15 @@ def package_dir(libexec: str) -> str:
     return posixpath.join(libexec, PACKAGE)
 
 
-def package_files(libexec: str, present: Sequence[str] = ()) -> list[FileSpec]:
-    """Every file of the package, the same whichever module installs it; ``present`` names the files
-    the package directory holds now, and those of no module any more (an older release's) go."""
+def package_files(libexec: str) -> list[FileSpec]:
+    """Every file of the package, the same whichever module installs it.
+
+    Modules of an older release stay: a holder started before the upgrade keeps the code it
+    loaded and imports the rest of that release later (it reads the unit set in a child that
+    imports its generator), until the instance restarts."""
     package = package_dir(libexec)
-    wanted = [FileSpec(posixpath.join(package, "__init__.py"), "")] + [
+    return [FileSpec(posixpath.join(package, "__init__.py"), "")] + [
         FileSpec(posixpath.join(package, f"{name}.py"), module_source(module)) for name, module in MODULES.items()]
-    stale = [FileSpec(posixpath.join(package, name), absent=True) for name in sorted(present)
-             if name.endswith(".py") and name[:-3] not in MODULES and name != "__init__.py"]
-    return wanted + stale
-
-
-def present_files(libexec: str) -> list[str]:
-    """The file names in the package directory now (none when it does not exist)."""
-    try:
-        return os.listdir(package_dir(libexec))
-    except FileNotFoundError:
-        return []
 
 
 def compile_package(run: Runner, python: str, libexec: str) -> None:
@@ -79,3 +70,12 @@ def compile_package(run: Runner, python: str, libexec: str) -> None:
                           package])
     if code != 0:
         raise CommandError(f"{python} -m compileall {package} failed: {(err or out).strip()}")
+    # Bytecode is code run as root: nobody else may write it, whatever umask compileall ran under.
+    cache = posixpath.join(package, "__pycache__")
+    for path in (package, cache):
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o755)
+    for name in os.listdir(cache) if os.path.isdir(cache) else []:
+        path = posixpath.join(cache, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.chmod(path, 0o644)

@@ -49,7 +49,7 @@ class MasterlessError(Exception):
 
 def installation(*, libexec: str, generator_dir: str, python: str) -> list[FileSpec]:
     """The whole library package (``_host_package``), the bridge's launcher and the generator."""
-    files = _host_package.package_files(libexec, _host_package.present_files(libexec))
+    files = _host_package.package_files(libexec)
     files.append(FileSpec(os.path.join(libexec, "bridge"), _masterless_bridge.LAUNCHER.format(python=python, libexec=libexec)))
     files.append(FileSpec(os.path.join(generator_dir, GENERATOR_NAME),
                           _masterless_generator.LAUNCHER.format(python=python, libexec=libexec), mode=0o755))

@@ -187,6 +187,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         module.fail_json(msg=str(exc))
     inst = generated.instance
     units = [] if absent else [n for n in classic.managed_units(inst) if n in generated.units]
+    done: list[str] = []
     try:
         specs = classic.file_specs(generated, p["unit_dir"], absent=absent)
         classic.refuse(specs, {s.path: _host.observe(s.path) for s in specs})
@@ -194,9 +195,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         changes = [s for s in specs if files.ensure(s)]
         plan = classic.plan(p["state"], p["enabled"], inst, units, changes,
                             classic.observe_units(runner, inst, p["state"]))
-        _host.execute(plan, classic.operations(runner), check_mode=module.check_mode)
+        _host.execute(plan, classic.operations(runner), check_mode=module.check_mode, done=done)
     except (classic.UnitPlanError, _host.CommandError, _host.HostError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+        # What was done before the failure (a master stopped, say) is the admin's next question.
+        module.fail_json(msg=str(exc) + (f" (done before it: {'; '.join(done[:-1])})" if done[:-1] else ""),
+                         actions=done)
     result: dict[str, Any] = {
         "changed": bool(plan), "unit": inst.unit, "kind": generated.kind, "units": units, "masks": generated.masks,
         "hardening": generated.to_dict()["hardening"], "files": files.changed,

@@ -52,14 +52,24 @@ def drained(config_dir: str, queue_id: str, timeout: float, *, poll: float = 0.2
 
 
 def refused(host: str, rcpt: str, port: int = 25, *, timeout: float = 15) -> str:
-    """'refused: ...' for a 5xx reply to MAIL FROM or RCPT TO or a refused connection, else 'accepted: ...'."""
+    """'refused: ...' for a refused connection, a 5xx greeting, or a 5xx reply to MAIL FROM or RCPT TO, or
+    the server closing the connection it accepted; else 'accepted: ...'. No host is no probe: an error."""
+    if not host.strip():
+        raise SystemExit("no host to probe: the delivery host's address is unknown")
     try:
-        with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+    except ConnectionRefusedError as exc:
+        return f"refused: {exc}"
+    except smtplib.SMTPConnectError as exc:
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return f"refused: {exc.smtp_code} {text}" if exc.smtp_code >= 500 else f"accepted: {exc.smtp_code} {text}"
+    try:
+        with smtp:
             smtp.ehlo("outside.invalid")
             code, reply = smtp.mail("probe@outside.invalid")
             if code == 250:
                 code, reply = smtp.rcpt(rcpt)
-    except (ConnectionRefusedError, smtplib.SMTPServerDisconnected) as exc:
+    except smtplib.SMTPServerDisconnected as exc:  # connected, then dropped by the server
         return f"refused: {exc}"
     text = reply.decode(errors="replace")
     return f"refused: {code} {text}" if code >= 500 else f"accepted: {code} {text}"

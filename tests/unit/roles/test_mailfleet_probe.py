@@ -49,7 +49,7 @@ class Handler(socketserver.StreamRequestHandler):
         server: Server = self.server  # type: ignore[assignment]
         session: dict[str, Any] = {"commands": [], "data": b""}
         server.sessions.append(session)
-        self.send("220 test ESMTP")
+        self.send(server.replies.get("GREETING", "220 test ESMTP"))
         while line := self.rfile.readline():
             command = line.decode().rstrip("\r\n")
             session["commands"].append(command)
@@ -116,6 +116,7 @@ def test_send_fails_with_the_servers_reply(smtp: Server, fragment: str) -> None:
     ({}, "accepted: 250"),
     ({"RCPT": "554 5.7.1 Client host rejected: Access denied"}, "refused: 554 5.7.1 Client host rejected"),
     ({"MAIL": "550 5.7.1 no"}, "refused: 550"),
+    ({"GREETING": "554 5.7.1 go away"}, "refused: 554 5.7.1 go away"),
 ], indirect=["smtp"])
 def test_refused_tells_a_refusal_from_an_acceptance(smtp: Server, verdict: str) -> None:
     assert probe.refused("127.0.0.1", "root@example.org", port(smtp)).startswith(verdict)
@@ -128,6 +129,14 @@ def test_a_refused_connection_is_a_refusal() -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), "refused", "127.0.0.1", "root@example.org", str(free)],
                           capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("refused: "), done.stdout + done.stderr
+
+
+def test_no_address_is_no_probe() -> None:
+    """An unknown delivery address must fail the check, not pass it as a refusal."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "refused", "", "root@example.org"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode != 0 and not done.stdout.startswith("refused"), done.stdout
+    assert "no host to probe" in done.stderr
 
 
 def fake_postqueue(tmp_path: Path, queued_looks: int) -> dict[str, str]:

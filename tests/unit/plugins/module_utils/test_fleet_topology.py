@@ -205,3 +205,40 @@ def test_listen_endpoint_probes_wildcards_on_loopback(listen: str, host: str, po
     assert listen_endpoint(listen) == {"host": host, "port": port}
     if host != "127.0.0.1":
         assert listen_endpoint(listen_entry(host, int(port))) == {"host": host, "port": port}
+
+
+# What a host reports about itself is hostile input: an edge host faces the internet.
+@pytest.mark.parametrize("learned", ["0.0.0.0/0", "10.0.0.0/8", "cidr:/etc/postfix/everyone", "any.example", "1.2.3"])
+def test_an_edge_host_s_facts_cannot_widen_the_delivery_tier_s_clients(learned: str) -> None:
+    facts = {"default_ipv4": {"address": learned}}
+    hostvars: dict[str, Any] = {"e1": {"ansible_host": "mx1.example.net", "ansible_facts": facts},
+                                "d1": {"ansible_host": "10.0.0.5"}}
+    delivery = topology({"edge": ["e1"], "delivery": ["d1"]}, hostvars)["d1"]["delivery"]
+    assert delivery["clients"] == []
+    assert any("e1: its default IPv4 address" in e and "set postfix_edge_listen_address" in e
+               for e in delivery["errors"]), delivery["errors"]
+
+
+def test_a_delivery_host_s_facts_cannot_add_a_relay_target() -> None:
+    facts = {"default_ipv4": {"address": "10.0.0.5]:25, [198.51.100.7"}}
+    hostvars: dict[str, Any] = {"e1": {"ansible_host": "192.0.2.10"},
+                                "d1": {"ansible_host": "db.internal", "ansible_facts": facts}}
+    edge = topology({"edge": ["e1"], "delivery": ["d1"]}, hostvars)["e1"]["edge"]
+    assert "198.51.100.7" not in edge["relay_transport"] and edge["relay_hosts"] == ["d1"]
+    assert any("d1: its default IPv4 address" in e for e in edge["errors"]), edge["errors"]
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("postfix_edge_relay_hosts", ["10.0.0.5]:25, [198.51.100.7"]),
+    ("postfix_edge_listen_address", "192.0.2.1, 0.0.0.0"),
+])
+def test_given_addresses_are_one_address_or_host_name(variable: str, value: object) -> None:
+    hostvars: dict[str, Any] = {"e1": {"ansible_host": "192.0.2.10", variable: value}, "d1": {"ansible_host": "10.0.0.5"}}
+    edge = topology({"edge": ["e1"], "delivery": ["d1"]}, hostvars)["e1"]["edge"]
+    assert any(f"e1: {variable}" in e and "neither an IP address nor a host name" in e for e in edge["errors"])
+
+
+def test_an_edge_listening_everywhere_gives_no_client_entry() -> None:
+    hostvars: dict[str, Any] = {"e1": {"postfix_edge_listen_address": "0.0.0.0"}, "d1": {"ansible_host": "10.0.0.5"}}
+    delivery = topology({"edge": ["e1"], "delivery": ["d1"]}, hostvars)["d1"]["delivery"]
+    assert delivery["clients"] == [] and any("set postfix_delivery_mynetworks" in e for e in delivery["errors"])

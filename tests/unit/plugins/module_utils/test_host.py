@@ -262,3 +262,22 @@ def test_stream_lines_stops_the_command_when_the_reader_stops() -> None:
     lines = _host.stream_lines([sys.executable, "-c", "import time\nwhile True: print('x', flush=True)"])
     assert next(lines) == "x\n"
     lines.close()  # no hang, no error: the command is killed
+
+
+def test_removing_a_file_never_removes_a_directory_tree(tmp_path: Path) -> None:
+    target = tmp_path / "default.conf"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "keep").write_text("x")
+    with pytest.raises(HostError, match="is a directory; refusing to remove it"):
+        Writer().ensure(FileSpec(str(target), absent=True))
+    assert (target / "sub" / "keep").exists()
+
+
+def test_a_link_replaced_by_a_file_keeps_its_target_s_mode(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.write_text("a = 1\n")
+    real.chmod(0o640)
+    link = tmp_path / "linked"
+    link.symlink_to(real)
+    Writer().ensure(FileSpec(str(link), content="a = 2\n", mode=None))
+    assert not link.is_symlink() and stat.S_IMODE(link.stat().st_mode) == 0o640

@@ -79,6 +79,22 @@ def test_write_replaces_atomically_keeping_mode_and_making_a_backup(conf: Config
     assert not [p for p in conf.path.iterdir() if p.name.startswith(".master.cf.")], "temp file left behind"
 
 
+def test_a_linked_master_cf_is_written_where_it_points(conf: ConfigDir, host: LocalHost, tmp_path: Path) -> None:
+    """As lineinfile does: the link stays, its target keeps mode and owner, and a rerun changes nothing."""
+    real = tmp_path / "managed-master.cf"
+    real.write_bytes(conf.master.read_bytes())
+    real.chmod(0o640)
+    conf.master.unlink()
+    conf.master.symlink_to(real)
+    text = real.read_text() + NEW_ENTRY
+    outcome = write_config(host, config_dir=str(conf.path), contents={"master.cf": text}, backup=True, tools=NO_POSTFIX)
+    assert outcome.changed == [str(conf.master)] and conf.master.is_symlink()
+    assert real.read_text() == text and real.stat().st_mode & 0o777 == 0o640
+    assert Path(outcome.backups[str(conf.master)]).read_text() == text.replace(NEW_ENTRY, "")
+    again = write_config(host, config_dir=str(conf.path), contents={"master.cf": text}, tools=NO_POSTFIX)
+    assert again.changed == []
+
+
 def test_check_mode_validates_but_writes_nothing(conf: ConfigDir, host: LocalHost) -> None:
     before = conf.snapshot()
     outcome = write_config(host, config_dir=str(conf.path), contents={"master.cf": conf.master.read_text() + NEW_ENTRY},

@@ -106,7 +106,7 @@ def test_present_writes_units_mask_and_helper(env: dict[str, Any]) -> None:
     assert f"ExecStart=/usr/sbin/postfix -c {env['config']} start" in text and "NoNewPrivileges=yes" in text
     assert "PathChanged=/etc/resolv.conf" in (units / "postfix-edge-jail.path").read_text()
     helper = env["libexec"] / "chroot-sync"
-    assert helper.read_text().startswith(f"#!{sys.executable}\n")
+    assert helper.read_text().startswith(f"#!{sys.executable} -IS\n")
     assert os.stat(helper).st_mode & 0o777 == 0o755
     package = env["libexec"] / "mailfleet_postfix"
     for name, library in _host_package.MODULES.items():  # the whole package, as the collection has it
@@ -223,3 +223,20 @@ def test_check_mode_reports_the_actions_the_real_run_takes(env: dict[str, Any],
     done = [" ".join(c) for c in env["calls"] if c[0] in acting]
     assert done == ["daemon-reload", "enable postfix-edge-master.service", "enable postfix-edge-jail.path",
                     "start postfix-edge-master.service", "start postfix-edge-jail.path"]
+
+
+def test_a_failed_start_names_what_was_done_before_it(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_host, "booted", lambda: True)
+    fake = basic.AnsibleModule.run_command
+
+    def run_command(self: basic.AnsibleModule, args: Any, **kwargs: Any) -> tuple[int, str, str]:
+        if list(args)[-1] == "postfix-edge-master.service" and "start" in args:
+            return 1, "", "Job for postfix-edge-master.service failed.\n"
+        return fake(self, args, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    failed = run(env, state="started")
+    assert failed.failed
+    assert "Job for postfix-edge-master.service failed" in failed.result["msg"]
+    assert "done before it: write " in failed.result["msg"]
+    assert failed.result["actions"][-1] == "systemctl start postfix-edge-master.service"
