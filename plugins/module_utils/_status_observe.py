@@ -30,7 +30,7 @@ from ._status_report import InstanceSeen, exposed_units, instance_of, listeners,
 PARAMS = ("multi_instance_name", "queue_directory", "data_directory", "command_directory", "daemon_directory",
           "syslog_name", "maillog_file", "inet_interfaces", "inet_protocols", "master_service_disable",
           "compatibility_level", "known_tcp_ports", "default_process_limit")
-STATE_PROPS = "Id,LoadState,ActiveState,SubState,Result,UnitFileState"
+STATE_PROPS = "Id,LoadState,ActiveState,SubState,Result,UnitFileState,NRestarts"
 _EXPOSURE = re.compile(r"Overall exposure level for (\S+): ([0-9.]+)")
 
 Stream = Callable[[Sequence[str]], Iterable[str]]
@@ -100,6 +100,9 @@ def observe(run: Runner, stream: Stream, opts: Options, now: float,
         masters = (*managed_units(classic), *_masterless_generator.master_units(name, config_dir))
         wanted = named_units(name, params, masterless, stored, masters)
         states = _host.unit_states(run, wanted, STATE_PROPS) if booted else {}
+        own = [r for r in rows if own_unit(inst.prefix, r[0]) and r[0] not in states] if masterless else []
+        # template instances that are not idle: their restart counts tell a crash loop
+        states.update(_host.unit_states(run, [r[0] for r in own if r[2] not in ("inactive", "failed")], STATE_PROPS))
         try:
             master_text: Optional[str] = _host.read_text(os.path.join(config_dir, "master.cf"))
         except OSError:
@@ -111,7 +114,7 @@ def observe(run: Runner, stream: Stream, opts: Options, now: float,
         item = InstanceSeen(
             name=name, config_directory=config_dir, queue_directory=params["queue_directory"], params=params,
             master_cf=master_text, masterless=masterless, stored_units=stored, states=states,
-            rows=[r for r in rows if own_unit(inst.prefix, r[0]) and r[0] not in states] if masterless else [],
+            rows=[r for r in own if r[0] not in states],
             master_units=masters, master_pid=master_pid(params["queue_directory"]), queue=queue,
             queue_error=queue_error, last_delivery=when, log=log, exposure={})
         if opts.exposure and master_text is not None:

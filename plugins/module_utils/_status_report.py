@@ -130,7 +130,17 @@ def _iso(when: Optional[float]) -> Optional[str]:
 
 
 def _active(state: Mapping[str, str]) -> bool:
-    return state.get("ActiveState") in ("active", "activating", "reloading")
+    # auto-restart: it exited and systemd will start it again; not running meanwhile
+    return state.get("ActiveState") in ("active", "activating", "reloading") and state.get("SubState") != "auto-restart"
+
+
+def restarting(state: Mapping[str, str]) -> bool:
+    """A unit in a crash loop: waiting to restart, or starting again after abnormal exits (the
+    daemons' units throttle like master(8) does instead of failing, so they never reach failed)."""
+    if state.get("SubState") == "auto-restart":
+        return True
+    restarts = state.get("NRestarts", "0")
+    return state.get("ActiveState") == "activating" and restarts.isdigit() and int(restarts) > 0
 
 
 def units_of(seen: InstanceSeen) -> list[dict[str, str]]:
@@ -153,6 +163,8 @@ def report(seen: InstanceSeen, now: float) -> dict[str, Any]:
     problems: list[str] = []
     units = units_of(seen)
     failed = [u["name"] for u in units if u["active"] == "failed"]
+    looping = [u["name"] for u in units if u["active"] != "failed"
+               and restarting(seen.states.get(u["name"], {"ActiveState": u["active"], "SubState": u["sub"]}))]
     if seen.masterless:
         supervising: Optional[str] = inst.target
         running = all(_active(seen.states.get(u, {})) for u in (inst.target, inst.holder + ".service"))
@@ -169,6 +181,8 @@ def report(seen: InstanceSeen, now: float) -> dict[str, Any]:
         problems.append("not running")
     if failed:
         problems.append("failed units: " + ", ".join(failed))
+    if looping:
+        problems.append("restarting after abnormal exits: " + ", ".join(looping))
     if running and not_listening:
         problems.append("not listening: " + ", ".join(not_listening))
     if seen.master_cf is None:

@@ -219,7 +219,9 @@ instances:
       description: The highest of those scores (the worst); null when none.
       type: float
     health:
-      description: V(down) (not running), V(degraded) (failed units, sockets not listening, queue unreadable) or V(ok).
+      description:
+        - V(down) (not running), V(degraded) (failed units, units restarting after abnormal exits, sockets not
+          listening, queue unreadable) or V(ok).
       type: str
     severity:
       description: 2 for V(down), 1 for V(degraded), 0 for V(ok); sort by it to list problems first.

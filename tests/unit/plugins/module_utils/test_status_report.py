@@ -89,6 +89,27 @@ def test_failed_units_and_sockets_that_do_not_listen_degrade() -> None:
                                "not listening: postfix-edge-submission-inet.socket"]
 
 
+def test_a_daemon_in_a_crash_loop_degrades() -> None:
+    # the daemons' units throttle like master(8) instead of failing: activating again after restarts
+    item = seen(rows=[["postfix-edge-submission-inet@1.service", "loaded", "activating", "auto-restart"]])
+    item.states["postfix-edge-smtp-inet.service"] = {"LoadState": "loaded", "ActiveState": "activating",
+                                                     "SubState": "start-pre", "NRestarts": "6"}
+    item.states["postfix-edge-x-unix.service"] = {"LoadState": "loaded", "ActiveState": "activating",
+                                                  "SubState": "start-pre", "NRestarts": "0"}  # a first start
+    got = status.report(item, 0)
+    assert got["health"] == "degraded" and got["failed_units"] == []
+    assert got["problems"] == ["restarting after abnormal exits: postfix-edge-smtp-inet.service, "
+                               "postfix-edge-submission-inet@1.service"]
+
+
+def test_a_master_waiting_to_restart_is_not_running() -> None:
+    states = {"postfix@postfix-edge.service": {"LoadState": "loaded", "ActiveState": "activating",
+                                               "SubState": "auto-restart", "NRestarts": "2"}}
+    got = status.report(seen(masterless=False, states=states), 0)
+    assert not got["running"] and got["health"] == "down"
+    assert got["problems"] == ["not running", "restarting after abnormal exits: postfix@postfix-edge.service"]
+
+
 def test_a_stopped_target_is_down() -> None:
     item = seen()
     item.states["postfix-edge.target"] = {"LoadState": "loaded", "ActiveState": "inactive", "UnitFileState": "disabled"}

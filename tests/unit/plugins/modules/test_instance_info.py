@@ -206,6 +206,21 @@ def test_a_stopped_instance_is_down_and_first(host: Host) -> None:
     assert primary["problems"] == ["not running", "failed units: postfix@-.service"]
 
 
+def test_a_pool_instance_in_a_restart_loop_is_asked_for_its_restarts(host: Host) -> None:
+    two_instances(host)
+    looping = "postfix-edge-submission-inet@1.service"
+    host.rows.append([looping, "loaded", "activating", "start-pre"])
+    host.rows.append(["postfix-edge-smtp-inet@1.service", "loaded", "inactive", "dead"])  # idle: not asked
+    host.states[looping] = {"LoadState": "loaded", "ActiveState": "activating", "SubState": "start-pre",
+                            "NRestarts": "6"}
+    edge = ok(host)["instances"][0]
+    assert edge["health"] == "degraded"
+    assert f"restarting after abnormal exits: {looping}" in edge["problems"]
+    asked = [c for c in host.calls if c[:2] == ["systemctl", "show"]]
+    assert any(looping in c for c in asked) and not any("postfix-edge-smtp-inet@1.service" in c for c in asked)
+    assert "NRestarts" in asked[0][3]
+
+
 def test_counts_only_without_postqueue_and_one_instance(host: Host) -> None:
     two_instances(host)
     result = ok(host, queue_details=False, exposure=False, instances=["postfix-edge"])
