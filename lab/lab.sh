@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lab: a small Postfix fleet in podman containers, managed over SSH like real hosts.
 #   lab/lab.sh up       build/reuse the image, start or reuse the fleet, run playbooks/site.yml,
-#                       send a probe mail (playbooks/probe.yml), print a summary
-#   lab/lab.sh status   summary of the running lab
+#                       send a probe mail (playbooks/probe.yml), print a summary ending with the
+#                       fleet's status table (playbooks/status.yml)
+#   lab/lab.sh status   summary and status table of the running lab
 #   lab/lab.sh down     remove the lab's containers and network, nothing else
 #   LAB_FRESH=1 lab/lab.sh up   replace a running lab instead of reusing it
 #   LAB_SITE=my.yml lab/lab.sh up   run another playbook instead of playbooks/site.yml
@@ -47,7 +48,7 @@ down() {
     say "removing network $network"
     podman network rm "$network" >/dev/null
   fi
-  rm -f "$inventory" "$state"/site.json "$state"/probe.json
+  rm -f "$inventory" "$state"/site.json "$state"/probe.json "$state"/status.json
   say "down: no lab containers or network left"
 }
 
@@ -69,14 +70,16 @@ ansible_env() {
   export ANSIBLE_CALLBACK_PLUGINS=$root/lab/callback ANSIBLE_CALLBACKS_ENABLED=mailfleet_lab
 }
 
-# Run a playbook; full output goes to lab/.state/<name>.log, the console gets one line per task.
+# Run a playbook (further arguments go to ansible-playbook); full output goes to
+# lab/.state/<name>.log, the console gets one line per task.
 run_playbook() {
   local name=$1 playbook=$2 rc
+  shift 2
   rm -f "$state/$name.json"
   say "running ${playbook#"$root"/} (log: lab/.state/$name.log)"
   set +e
   MAILFLEET_LAB_RESULT=$state/$name.json \
-    ansible-playbook -i "$inventory" "$playbook" 2>&1 | tee "$state/$name.log" |
+    ansible-playbook -i "$inventory" "$playbook" "$@" 2>&1 | tee "$state/$name.log" |
     sed -un -e 's/^PLAY \[\(.*\)\] \**$/      play: \1/p' -e 's/^TASK \[\(.*\)\] \**$/        \1/p' \
       -e 's/^\(\(fatal\|failed\|ERROR\).\{0,300\}\).*/\1/p'
   rc=${PIPESTATUS[0]}
@@ -198,20 +201,31 @@ up() {
   fi
   say "fleet up: $(lab_containers | xargs)"
   write_inventory
-  rm -f "$state"/site.json "$state"/probe.json
+  rm -f "$state"/site.json "$state"/probe.json "$state"/status.json
 
   run_playbook site "${LAB_SITE:-$root/playbooks/site.yml}" || site_rc=$?
   if ((site_rc == 0)); then
     run_playbook probe "$root/playbooks/probe.yml" || probe_rc=$?
+    run_status
   fi
   "$(python_bin)" "$root/lab/summary.py" --state "$state" --image "$image" --fleet "$fleet_mode" \
     --seconds "$((SECONDS - start))"
   ((site_rc == 0 && probe_rc == 0))
 }
 
+# The fleet's status table, for the summary. The play fails on a queue above a threshold too: the
+# summary prints it and fails the lab only when an instance is down. The client runs no Postfix.
+run_status() {
+  run_playbook status "$root/playbooks/status.yml" -e mailfleet_status_hosts=mailfleet_edge:mailfleet_delivery || true
+}
+
 status() {
   preflight
   [[ -n $(lab_containers) ]] || die "no lab is running; start one with: make lab"
+  if [[ -f $inventory ]]; then
+    ansible_env
+    run_status
+  fi
   "$(python_bin)" "$root/lab/summary.py" --state "$state" --image "" --fleet running --seconds -1
 }
 

@@ -1,6 +1,6 @@
 # Copyright: mailfleet maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Print the lab summary: hosts, Postfix instances and services, playbook and probe results."""
+"""Print the lab summary: hosts, Postfix instances and services, playbook and probe results, the fleet's status table."""
 
 from __future__ import annotations
 
@@ -131,8 +131,21 @@ def probe_lines(record: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def status_lines(record: dict[str, Any] | None, state: str) -> tuple[list[str], bool]:
+    """The fleet's status table (playbooks/status.yml recorded it with set_stats) and whether an
+    instance is down. A queue above a threshold is shown, but does not make the lab fail."""
+    table = (record or {}).get("stats", {}).get("status")
+    if not isinstance(table, dict) or not table.get("lines"):
+        log = os.path.join(os.path.relpath(state), "status.log")
+        return [f"status: no table (see {log})"], True
+    down = bool(table.get("down"))
+    verdict = "an instance is DOWN" if down else "ok" if table.get("ok") else "ok, a queue is above its threshold"
+    return [f"status (playbooks/status.yml): {verdict}"] + [f"  {line}" for line in table["lines"]], down
+
+
 def main() -> int:
-    """Print the summary; exit 1 unless site and probe both succeeded (or only a status was asked)."""
+    """Print the summary; exit 1 unless site and probe both succeeded and no instance is down (or only a status
+    was asked)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--state", required=True, help="the lab state directory")
     parser.add_argument("--image", default="", help="image reference the fleet runs")
@@ -144,6 +157,9 @@ def main() -> int:
     probe = load(os.path.join(args.state, "probe.json"))
     site_ok = bool(site and not site["failures"])
     ok = site_ok and bool(probe and not probe["failures"])
+    status_record = load(os.path.join(args.state, "status.json"))
+    status, down = status_lines(status_record, args.state) if site_ok or status_record else ([], False)
+    ok = ok and not down
     took = f" in {args.seconds} s" if args.seconds >= 0 else ""
     image = f", image {args.image}" if args.image else ""
     print(f"\n== mailfleet lab: {'READY' if ok else 'NOT READY'}{took} (fleet {args.fleet}{image})")
@@ -159,6 +175,7 @@ def main() -> int:
         lines += playbook_lines("probe", probe, args.state) + probe_lines(probe)
     else:
         lines.append("probe: not run (site failed)")
+    lines += status
     for line in lines:
         print(f"  {line}")
     if hosts:

@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import time
 import uuid
 from typing import Any
 
@@ -94,3 +98,75 @@ def test_edge_units_protect_home_and_run_no_delivery(edge: str) -> None:
     assert daemons, f"no systemd service runs Postfix on {edge}"
     for unit in daemons:
         assert node.check_output(f"systemctl show -p ProtectHome --value {unit}") in ("yes", "read-only", "tmpfs"), unit
+
+
+# --------------------------------------------------------------------------- status after an outage
+
+# The client runs no Postfix of its own: the status covers the two tiers.
+STATUS_HOSTS = "mailfleet_edge:mailfleet_delivery"
+SUPERVISORS = ("postfix-default.target", "postfix-default-master.service", "postfix@-.service", "postfix.service")
+
+
+def _status_playbook() -> subprocess.CompletedProcess[str]:
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+    # molecule forces colours, which would wrap every line of the table in escape sequences.
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_FORCE_COLOR"} | {"ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(["ansible-playbook", "-i", inventory, "mailfleet.postfix.status",
+                           "-e", f"mailfleet_status_hosts={STATUS_HOSTS}"],
+                          capture_output=True, text=True, timeout=600, check=False, env=env)
+
+
+def _deferred(node: Any) -> list[dict[str, Any]]:
+    lines = node.check_output("postqueue -j").splitlines()
+    return [m for m in map(json.loads, filter(None, lines)) if m.get("queue_name") == "deferred"]
+
+
+def _queued(node: Any) -> int:
+    return len([line for line in node.check_output("postqueue -j").splitlines() if line.strip()])
+
+
+def _wait(check: Any, what: str, seconds: int = 60) -> None:
+    for _unused in range(seconds):
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+@pytest.mark.skipif(not os.environ.get("MOLECULE_INVENTORY_FILE"), reason="needs molecule's inventory")
+def test_status_reports_an_outage_of_the_delivery_tier_then_recovers(host: Any) -> None:
+    delivery = _delivery()
+    unit = next((u for u in SUPERVISORS if delivery.run(f"systemctl is-active --quiet {u}").rc == 0), None)
+    assert unit, f"no running Postfix supervisor on {DELIVERY_NAME}"
+    edges = {edge: testinfra.get_host(f"podman://{edge}") for edge in EDGES}
+    tokens = {edge: [f"mailfleet-outage-{uuid.uuid4().hex}" for _unused in range(2)] for edge in EDGES}
+    stopped = delivery.run(f"systemctl stop {unit}")
+    assert stopped.rc == 0, stopped.stderr
+    try:
+        for edge, subjects in tokens.items():
+            for subject in subjects:
+                sent = _swaks(host, edge, "alice@fleet.example", extra=f"--header 'Subject: {subject}'")
+                assert sent.rc == 0, sent.stdout
+        for edge, node in edges.items():
+            _wait(lambda node=node, edge=edge: len(_deferred(node)) == len(tokens[edge]), f"deferred mail on {edge}")
+        down = _status_playbook()
+        assert down.returncode != 0, down.stdout[-3000:]
+        for edge, node in edges.items():
+            reason = _deferred(node)[0]["recipients"][0]["delay_reason"]
+            row = next((line for line in down.stdout.splitlines()
+                        if re.match(rf"[\s\"'-]*{re.escape(edge)}\s+edge\s", line)), "")
+            assert re.search(rf"\bdeferred {len(tokens[edge])}\b", row), down.stdout[-3000:]
+            assert f"deferred: {reason[:60]}" in row, f"{reason!r} not in {row!r}"
+        assert re.search(rf"{re.escape(DELIVERY_NAME)}\s+delivery\s.*\bdown\b", down.stdout), down.stdout[-3000:]
+    finally:
+        started = delivery.run(f"systemctl start {unit}")
+    assert started.rc == 0, started.stderr
+    for node in edges.values():
+        node.run("postqueue -c /etc/postfix -f")
+    for edge, node in edges.items():
+        _wait(lambda node=node: _queued(node) == 0, f"the queue of {edge} to drain", 120)
+    for subject in (s for subjects in tokens.values() for s in subjects):
+        found = delivery.run(f"for i in $(seq 30); do grep -rqsF {subject} {MAILDIR} && exit 0; sleep 1; done; exit 1")
+        assert found.rc == 0, f"{subject} queued during the outage is not in {MAILDIR} on {DELIVERY_NAME}"
+    up = _status_playbook()
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
