@@ -97,8 +97,10 @@ def observe(run: Runner, stream: Stream, opts: Options, now: float,
         masterless = os.path.exists(conf)
         state = os.path.join(_masterless_generator.STATE_DIR, inst.short_name, "units.set")
         stored = tuple(current_units(conf, state)) if masterless else ()
-        masters = (*managed_units(classic), *_masterless_generator.master_units(name, config_dir))
-        wanted = named_units(name, params, masterless, stored, masters)
+        # Only units that run master(8): an active jail .path unit must not count as a running master.
+        own_units = managed_units(classic)
+        masters = (own_units[0], *_masterless_generator.master_units(name, config_dir))
+        wanted = named_units(name, params, masterless, stored, masters) + ([] if masterless else own_units[1:])
         states = _host.unit_states(run, wanted, STATE_PROPS) if booted else {}
         own = [r for r in rows if own_unit(inst.prefix, r[0]) and r[0] not in states] if masterless else []
         # template instances that are not idle: their restart counts tell a crash loop

@@ -270,3 +270,16 @@ def test_metrics_path_that_is_a_directory_fails(host: Host) -> None:
 def test_without_postfix_the_module_fails_with_a_hint(host: Host) -> None:
     out = call(host)  # no main.cf in the primary directory
     assert out.failed and "is Postfix installed?" in out.result["msg"]
+
+
+def test_a_stopped_master_unit_is_down_although_its_jail_watch_is_active(host: Host) -> None:
+    # Found in the fleet scenario: the active .path unit of the jail counted as the running master.
+    host.instance("-", PRIMARY_CF)
+    up = {"LoadState": "loaded", "ActiveState": "active", "SubState": "waiting", "UnitFileState": "enabled"}
+    host.states = {"postfix-default-master.service": {**up, "ActiveState": "inactive", "SubState": "dead"},
+                   "postfix-default-jail.path": up,
+                   "postfix-default-jail.service": {**up, "ActiveState": "inactive", "SubState": "dead"}}
+    (primary,) = ok(host)["instances"]
+    assert primary["mode"] == "master" and primary["supervisor"] == "postfix-default-master.service"
+    assert not primary["running"] and primary["health"] == "down" and primary["severity"] == 2
+    assert "postfix-default-jail.path" in [u["name"] for u in primary["units"]]
