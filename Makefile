@@ -1,5 +1,5 @@
 # mailfleet.postfix — the two commands that matter:
-#   make lab    build/reuse the lab image, start the fleet, run playbooks/site.yml, send a probe mail
+#   make lab    build/reuse the lab image, start the fleet, run playbooks/site.yml, send a probe mail, print the status table
 #   make test   unit tests, sanity, lint, docs, the collection as users install it, the molecule scenarios
 # and, before a release:
 #   make test-matrix   what make test leaves out of the support matrix (docs/support.md)
@@ -49,7 +49,7 @@ images: setup       ## lab images of every Debian release the matrix tests
 	RELEASE=bullseye lab/build-image.sh
 	RELEASE=trixie lab/build-image.sh
 
-lab: setup venv collection image
+lab: setup venv collection image  ## the lab: site.yml on a fleet of containers, a probe mail, the status table
 	lab/lab.sh up
 
 lab-down:

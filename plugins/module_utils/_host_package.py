@@ -1,6 +1,7 @@
 # Copyright: mailfleet.postfix contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The library installed on hosts: one package for the generator, the bridge and the jail sync.
+"""The library installed on hosts: one package for the generator, the bridge, the jail sync and the
+status timer.
 
 Private to the mailfleet.postfix collection; the API may change without notice.
 
@@ -17,23 +18,45 @@ import os
 import posixpath
 from types import ModuleType
 
-from . import (
-    _classic_jail_sync,
-    _host,
-    _masterless_bridge,
-    _masterless_generator,
-    _masterless_units,
-    _postfix_mastercf,
-    _postfix_semantics,
-    _systemd_sandbox,
-)
 from ._host import CommandError, FileSpec, Runner
 
 PACKAGE = "mailfleet_postfix"
-# What the generator, the bridge and the jail sync import on a host, by file name.
-MODULES: dict[str, ModuleType] = {module.__name__.rpartition(".")[2]: module for module in (
-    _host, _postfix_mastercf, _postfix_semantics, _masterless_units, _systemd_sandbox, _masterless_bridge,
-    _masterless_generator, _classic_jail_sync)}
+
+
+def modules() -> dict[str, ModuleType]:
+    """What the generator, the bridge, the jail sync and the status timer import on a host, by file
+    name. Imported here, not at the top: the status modules import the orchestration modules, which
+    import this one."""
+    from . import (
+        _classic_chroot,
+        _classic_jail_sync,
+        _classic_unit,
+        _host,
+        _host_config,
+        _host_package,
+        _masterless_bridge,
+        _masterless_generator,
+        _masterless_host,
+        _masterless_plan,
+        _masterless_units,
+        _postfix_instances,
+        _postfix_log,
+        _postfix_maincf,
+        _postfix_mastercf,
+        _postfix_queue,
+        _postfix_semantics,
+        _status_cli,
+        _status_metrics,
+        _status_observe,
+        _status_report,
+        _systemd_sandbox,
+    )
+
+    return {module.__name__.rpartition(".")[2]: module for module in (
+        _host, _postfix_mastercf, _postfix_semantics, _masterless_units, _systemd_sandbox, _masterless_bridge,
+        _masterless_generator, _classic_jail_sync, _host_config, _postfix_maincf, _postfix_instances, _postfix_queue,
+        _postfix_log, _classic_chroot, _classic_unit, _masterless_plan, _masterless_host, _host_package,
+        _status_report, _status_observe, _status_metrics, _status_cli)}
 
 
 def module_source(module: ModuleType) -> str:
@@ -58,7 +81,7 @@ def package_files(libexec: str) -> list[FileSpec]:
     imports its generator), until the instance restarts."""
     package = package_dir(libexec)
     return [FileSpec(posixpath.join(package, "__init__.py"), "")] + [
-        FileSpec(posixpath.join(package, f"{name}.py"), module_source(module)) for name, module in MODULES.items()]
+        FileSpec(posixpath.join(package, f"{name}.py"), module_source(module)) for name, module in modules().items()]
 
 
 def compile_package(run: Runner, python: str, libexec: str) -> None:

@@ -17,10 +17,11 @@ description:
     C(systemd-analyze security) exposure of the units that accept connections from the network.
   - V(masterless) mode is an instance the C(systemd_units) module set up (the generator has
     C(/etc/mailfleet-postfix/instances/NAME.conf)); its units are the stored unit set, C(postfix-NAME.target)
-    and the holder. Otherwise the mode is V(master), and the unit running master(8) is the collection's
-    C(postfix-NAME-master.service) (M(mailfleet.postfix.instance_unit)), else the distribution's
-    (C(postfix@INSTANCE.service) or C(postfix.service)), else none (a master started by hand still counts
-    as running, when C(pid/master.pid) in the queue directory names a live master).
+    and the holder. Otherwise the mode is V(master), and the unit running master(8) is the first active one of
+    the collection's C(postfix-NAME-master.service) (M(mailfleet.postfix.instance_unit)) and the
+    distribution's (C(postfix@INSTANCE.service), C(postfix.service)); when none is active, the first of them
+    that exists, in that order; else none (a master started by hand still counts as running, when
+    C(pid/master.pid) in the queue directory names a live master).
   - "Queue counts are files per queue directory (C(maildrop), C(incoming), C(active), C(deferred), C(hold),
     hashed subdirectories included, links not followed): no Postfix process is needed and it is fast. Without
     the rights to read the queue (not root) they come from C(postqueue -j) instead."
@@ -236,39 +237,32 @@ metrics_path:
   type: str
 """
 
-import os  # noqa: E402 - imports follow the documentation (ansible-test validate-modules)
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any  # noqa: E402 - imports follow the documentation (ansible-test validate-modules)
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _host  # noqa: E402
-from ansible_collections.mailfleet.postfix.plugins.module_utils import _status_metrics as metrics  # noqa: E402
+from ansible_collections.mailfleet.postfix.plugins.module_utils import _status_cli as status  # noqa: E402
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _status_observe as observe  # noqa: E402
-from ansible_collections.mailfleet.postfix.plugins.module_utils._status_report import ordered, report  # noqa: E402
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     opts = observe.Options(names=tuple(p["instances"]), queue_details=p["queue_details"], reasons=p["reasons"],
                            mail_logs=tuple(p["mail_logs"]), exposure=p["exposure"])
-    started = time.monotonic()
     try:
-        seen = observe.observe(_host.ModuleRunner(module), _host.stream_lines, opts, time.time())
+        reports, duration = status.collect(_host.ModuleRunner(module), _host.stream_lines, opts)
     except (observe.InstanceError, _host.CommandError) as exc:
         module.fail_json(msg=str(exc))
-    now = time.time()
-    reports = ordered([report(s, now) for s in seen])
     result: dict[str, Any] = {"changed": False, "instances": reports, "metrics_path": None}
     if p["metrics_path"]:
-        path = os.path.normpath(p["metrics_path"])
-        writer = _host.Writer(check_mode=module.check_mode, refuse_replacing=("directory", "link", "other"))
-        text = metrics.render(reports, duration=time.monotonic() - started)
+        spec = status.metrics_file(p["metrics_path"], reports, duration)
+        writer = status.metrics_writer(module.check_mode)
         try:
-            result["changed"] = writer.ensure(metrics.file_spec(path, text))
+            result["changed"] = writer.ensure(spec)
         except (_host.HostError, OSError) as exc:
-            module.fail_json(msg=f"cannot write {path}: {exc}", instances=reports)
-        result["metrics_path"] = path
+            module.fail_json(msg=f"cannot write {spec.path}: {exc}", instances=reports)
+        result["metrics_path"] = spec.path
         if module._diff:
             result["diff"] = writer.diffs
     return result

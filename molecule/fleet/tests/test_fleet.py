@@ -107,6 +107,31 @@ STATUS_HOSTS = "mailfleet_edge:mailfleet_delivery"
 SUPERVISORS = ("postfix-default.target", "postfix-default-master.service", "postfix@-.service", "postfix.service")
 
 
+METRICS = "/var/lib/prometheus/node-exporter/mailfleet_postfix.prom"
+
+
+def _metrics(node: Any) -> str:
+    return node.run(f"cat {METRICS}").stdout
+
+
+@pytest.mark.parametrize("name", [*EDGES, DELIVERY_NAME])
+def test_the_metrics_timer_writes_the_hosts_status_from_its_sandbox(name: str) -> None:
+    node = testinfra.get_host(f"podman://{name}")
+    timer = node.service("mailfleet-postfix-metrics.timer")
+    assert timer.is_enabled and timer.is_running
+    _wait(lambda: "mailfleet_postfix_up{" in _metrics(node), f"{METRICS} on {name}")
+    _wait(lambda: node.run("systemctl show -p Result --value mailfleet-postfix-metrics.service").stdout.strip()
+          == "success", f"a successful run on {name}")
+    text = _metrics(node)
+    ups = re.findall(r'^mailfleet_postfix_up\{postfix_instance="([^"]+)"\} (\d)$', text, re.M)
+    assert ups and all(value == "1" for _unused, value in ups), text
+    # Queue counts need the queue directories: the sandbox's capabilities are enough for them.
+    assert re.search(r'^mailfleet_postfix_queue_messages\{postfix_instance="[^"]+",queue="deferred"\} \d+$', text, re.M)
+    assert 'mailfleet_postfix_info{postfix_instance="' in text and 'health="ok"' in text, text
+    mode = node.run(f"stat -c %a {METRICS}").stdout.strip()
+    assert mode == "644", mode
+
+
 def _status_playbook() -> subprocess.CompletedProcess[str]:
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE", "")
     # molecule forces colours, which would wrap every line of the table in escape sequences.
@@ -149,6 +174,12 @@ def test_status_reports_an_outage_of_the_delivery_tier_then_recovers(host: Any) 
                 assert sent.rc == 0, sent.stdout
         for edge, node in edges.items():
             _wait(lambda node=node, edge=edge: len(_deferred(node)) == len(tokens[edge]), f"deferred mail on {edge}")
+        for edge, node in edges.items():  # the timer runs every 10 s in this scenario
+            _wait(lambda node=node, edge=edge: re.search(
+                rf'queue="deferred"\}} {len(tokens[edge])}$', _metrics(node), re.M) is not None,
+                f"the deferred mail in the metrics of {edge}", 40)
+        _wait(lambda: re.search(r'^mailfleet_postfix_up\{[^}]*\} 0$', _metrics(delivery), re.M) is not None,
+              f"the delivery tier down in the metrics of {DELIVERY_NAME}", 40)
         down = _status_playbook()
         assert down.returncode != 0, down.stdout[-3000:]
         for edge, node in edges.items():

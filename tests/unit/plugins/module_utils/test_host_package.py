@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -14,11 +15,24 @@ from ansible_collections.mailfleet.postfix.plugins.module_utils import _host, _h
 
 def test_the_package_is_every_module_the_host_side_runs(tmp_path: Path) -> None:
     files = {Path(s.path).name: s for s in _host_package.package_files(str(tmp_path))}
-    assert set(files) == {"__init__.py", *(f"{name}.py" for name in _host_package.MODULES)}
-    for name, module in _host_package.MODULES.items():
+    assert set(files) == {"__init__.py", *(f"{name}.py" for name in _host_package.modules())}
+    for name, module in _host_package.modules().items():
         assert files[f"{name}.py"].content == Path(module.__file__ or "").read_text()
     # The generator's own import list is part of it.
-    assert set(_host_package.MODULES) >= set(_host_package.MODULES["_masterless_generator"].LIBRARY)
+    assert set(_host_package.modules()) >= set(_host_package.modules()["_masterless_generator"].LIBRARY)
+
+
+def test_every_module_the_package_imports_is_in_it() -> None:
+    """A module missing from the package fails only on a host, at the first import (the status timer's)."""
+    package = _host_package.modules()
+    for name, module in package.items():
+        for node in ast.walk(ast.parse(Path(module.__file__ or "").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported = [node.module] if node.module else [a.name for a in node.names]
+                assert set(imported) <= set(package), f"{name} imports {imported}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                root = (node.module or "") if isinstance(node, ast.ImportFrom) else node.names[0].name
+                assert not root.startswith("ansible"), f"{name} imports {root}: not on a managed host"
 
 
 # The release before the library's files were named by layer: what a running holder may still import.

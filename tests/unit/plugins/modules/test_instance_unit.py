@@ -109,7 +109,7 @@ def test_present_writes_units_mask_and_helper(env: dict[str, Any]) -> None:
     assert helper.read_text().startswith(f"#!{sys.executable} -IS\n")
     assert os.stat(helper).st_mode & 0o777 == 0o755
     package = env["libexec"] / "mailfleet_postfix"
-    for name, library in _host_package.MODULES.items():  # the whole package, as the collection has it
+    for name, library in _host_package.modules().items():  # the whole package, as the collection has it
         assert (package / f"{name}.py").read_text() == Path(library.__file__ or "").read_text()
     assert (package / "__init__.py").read_text() == ""
     usage = subprocess.run([sys.executable, str(helper)], capture_output=True, text=True, check=False)
