@@ -693,3 +693,9 @@ def execute(plan: Sequence[Action], ops: Mapping[str, Callable[..., Any]], *, ch
         if not check_mode:
             ops[action.op](*action.args)
     return record
+
+
+def failed_after(exc: BaseException, done: Sequence[str]) -> str:
+    """A plan's error with the actions taken before it (a master stopped, say): the admin's next question."""
+    before = list(done[:-1])
+    return str(exc) + (f" (done before it: {'; '.join(before)})" if before else "")

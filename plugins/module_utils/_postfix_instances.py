@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from ._host import CommandError, FileSpec, Host, LocalHost, Runner, Tools, apply, c_env, local_run, postconf_x, read_text, run_with_tty
 from ._host_config import FileOpsError, validate_staged, write_config
 from ._postfix_maincf import MainCf, Parameter
-from ._postfix_mastercf import MasterCf, MasterCfError
+from ._postfix_mastercf import Entry, MasterCf, MasterCfError
 from ._postfix_semantics import INSTANCE_PREFIX, Facts, InstanceNameError, instance_name, known_ports, running_entries, split_host_port
 
 PRIMARY_NAMES = ("", "-")
@@ -448,19 +448,26 @@ def interfaces(value: str) -> list[str]:
     return out
 
 
-def configured_listeners(master_cf: str, params: Mapping[str, str], *, origin: str) -> list[Listener]:
-    """The TCP listeners an instance's master.cf and main.cf ask master (or systemd) for."""
+def inet_endpoints(master_cf: str, params: Mapping[str, str], *, origin: str) -> list[tuple[Entry, str, str]]:
+    """(entry, address, port) for each TCP endpoint master(8) (or systemd) listens on for an instance.
+
+    The entries master(8) runs (master_service_disable, inet_protocols and duplicates applied); an
+    entry without an address listens on each of inet_interfaces."""
     facts = Facts.from_mapping(params, source=origin)
-    out = []
-    # The entries master(8) runs: master_service_disable, inet_protocols and duplicates applied.
+    out: list[tuple[Entry, str, str]] = []
     for entry in running_entries(MasterCf.parse(master_cf, path=origin), facts, path=origin)[0]:
         if entry.type != "inet":
             continue
         host, port = split_host_port(entry.service)
-        where = f"{origin} '{entry.service} inet' (line {entry.first_line})"
-        hosts = [_host(host)] if host else interfaces(params.get("inet_interfaces", "all"))
-        out += [Listener(h, port_number(port, facts), where) for h in hosts]
+        number = port_number(port, facts)
+        out += [(entry, h, number) for h in ([_host(host)] if host else interfaces(params.get("inet_interfaces", "all")))]
     return out
+
+
+def configured_listeners(master_cf: str, params: Mapping[str, str], *, origin: str) -> list[Listener]:
+    """The TCP listeners an instance's master.cf and main.cf ask master (or systemd) for."""
+    return [Listener(address, port, f"{origin} '{entry.service} inet' (line {entry.first_line})")
+            for entry, address, port in inet_endpoints(master_cf, params, origin=origin)]
 
 
 def conflicts(wanted: Sequence[Listener], others: Sequence[Listener]) -> list[str]:

@@ -19,10 +19,9 @@ from typing import Any, Mapping, Optional, Sequence
 from ._host import Record
 from ._masterless_bridge import own_unit
 from ._masterless_units import Instance, unit_base
-from ._postfix_instances import address_scope, interfaces, port_number
-from ._postfix_mastercf import MasterCf, MasterCfError
+from ._postfix_instances import WILDCARD, address_scope, inet_endpoints
+from ._postfix_mastercf import MasterCfError
 from ._postfix_queue import QUEUES, QueueSummary
-from ._postfix_semantics import Facts, running_entries, split_host_port
 
 MASTERLESS = "masterless"
 MASTER = "master"
@@ -65,17 +64,9 @@ def instance_of(name: str, params: Mapping[str, str]) -> Instance:
 
 def listeners(master_cf: str, params: Mapping[str, str], *, origin: str) -> list[dict[str, Any]]:
     """The TCP endpoints master(8) (or systemd) listens on for the instance: running inet entries."""
-    facts = Facts.from_mapping(params, source=origin)
-    out = []
-    for entry in running_entries(MasterCf.parse(master_cf, path=origin), facts, path=origin)[0]:
-        if entry.type != "inet":
-            continue
-        host, port = split_host_port(entry.service)
-        for address in [host.strip("[]")] if host else interfaces(params.get("inet_interfaces", "all")):
-            scope = "wildcard" if address == "*" else address_scope(address)
-            out.append({"service": entry.service, "command": entry.parsed.fields["command"],
-                        "address": address, "port": port_number(port, facts), "scope": scope})
-    return out
+    return [{"service": entry.service, "command": entry.parsed.fields["command"], "address": address, "port": port,
+             "scope": "wildcard" if address == WILDCARD else address_scope(address)}
+            for entry, address, port in inet_endpoints(master_cf, params, origin=origin)]
 
 
 def network_facing(listener: Mapping[str, Any]) -> bool:

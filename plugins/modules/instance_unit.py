@@ -197,9 +197,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                             classic.observe_units(runner, inst, p["state"]))
         _host.execute(plan, classic.operations(runner), check_mode=module.check_mode, done=done)
     except (classic.UnitPlanError, _host.CommandError, _host.HostError, OSError) as exc:
-        # What was done before the failure (a master stopped, say) is the admin's next question.
-        module.fail_json(msg=str(exc) + (f" (done before it: {'; '.join(done[:-1])})" if done[:-1] else ""),
-                         actions=done)
+        module.fail_json(msg=_host.failed_after(exc, done), actions=done)
     result: dict[str, Any] = {
         "changed": bool(plan), "unit": inst.unit, "kind": generated.kind, "units": units, "masks": generated.masks,
         "hardening": generated.to_dict()["hardening"], "files": files.changed,

@@ -159,8 +159,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     except timer.TimerError as exc:
         module.fail_json(msg=str(exc))
     except (_host.CommandError, _host.HostError, OSError) as exc:
-        module.fail_json(msg=str(exc) + (f" (done before it: {'; '.join(done[:-1])})" if done[:-1] else ""),
-                         actions=done)
+        module.fail_json(msg=_host.failed_after(exc, done), actions=done)
     result: dict[str, Any] = {"changed": bool(plan), "path": wanted.path, "actions": done,
                               "units": [f"{timer.UNIT}.service", f"{timer.UNIT}.timer"]}
     if module._diff:
