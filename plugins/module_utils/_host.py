@@ -185,11 +185,18 @@ def local_run(argv: Sequence[str]) -> tuple[int, str, str]:
         return 127, "", f"{argv[0]}: {exc.strerror}"
 
 
-def stream_lines(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> Generator[str, None, None]:
+STREAM_LINE_MAX = 4 << 20  # bytes; a longer line is skipped, never held (postqueue -j: one message per line)
+OVERLONG_LINE = "\0 line longer than the limit, skipped\n"
+
+
+def stream_lines(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT,
+                 line_max: int = STREAM_LINE_MAX) -> Generator[str, None, None]:
     """stdout of argv line by line as it comes, for output too large to hold (postqueue -j of a big
     queue); CommandError at the end when the command failed, or was killed after ``timeout`` seconds.
 
-    stderr goes to a temporary file, so a chatty command cannot block on a full pipe."""
+    stderr goes to a temporary file, so a chatty command cannot block on a full pipe. A line longer
+    than ``line_max`` bytes comes as OVERLONG_LINE; bytes that are not UTF-8 are replaced (the
+    output may carry what the mail owner wrote, and goes into reports and metrics)."""
     import subprocess
     import tempfile
     import threading
@@ -208,10 +215,18 @@ def stream_lines(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> Ge
 
         timer = threading.Timer(timeout, expire)
         timer.start()
-        stdout = proc.stdout or ()  # a pipe: Popen was asked for one
+        stdout = proc.stdout  # a pipe: Popen was asked for one
         try:
-            for raw in stdout:
-                yield raw.decode("utf-8", BYTES_KEPT)
+            while stdout is not None:
+                raw = stdout.readline(line_max + 1)
+                if not raw:
+                    break
+                if len(raw) > line_max and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n"):
+                        raw = stdout.readline(line_max)
+                    yield OVERLONG_LINE
+                    continue
+                yield raw.decode("utf-8", "replace")
         finally:
             timer.cancel()
             if proc.poll() is None:
@@ -547,11 +562,36 @@ def observe(path: str) -> Observed:
         return Observed("directory", mode=mode, uid=st.st_uid, gid=st.st_gid)
     if not stat.S_ISREG(st.st_mode):
         return Observed("other")
+    return Observed("file", content=_regular_content(path, st), mode=mode, uid=st.st_uid, gid=st.st_gid)
+
+
+OBSERVED_SIZE_MAX = 16 << 20  # bytes; a larger file is compared as unknown content (rewritten)
+
+
+def _regular_content(path: str, seen: os.stat_result) -> Optional[str]:
+    """The content of the regular file lstat saw, or None. Read through a descriptor that is that
+    same file: a directory another user may write (node_exporter's) could swap in a link to any file
+    or a FIFO between lstat and open."""
     try:
-        content: Optional[str] = read_text(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        content = None
-    return Observed("file", content=content, mode=mode, uid=st.st_uid, gid=st.st_gid)
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) \
+                or st.st_size > OBSERVED_SIZE_MAX:
+            return None
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", BYTES_KEPT)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def differs(spec: FileSpec, now: Optional[Observed] = None) -> bool:

@@ -131,14 +131,34 @@ def undivert_script(run: Runner, path: str) -> None:
 
 
 def master_pid(queue_directory: str) -> Optional[int]:
-    """The pid of a running master(8) of this instance (pid/master.pid names it), if any."""
+    """The pid of a running master(8) of this instance, if any.
+
+    pid/master.pid stays after master stops, so the pid it names may be anyone's by now: it counts
+    only as a root process called master whose working directory is this queue (master changes
+    into it). Without the right to read that directory (a sandbox without ptrace access), the
+    root process called master is taken as this instance's."""
     try:
         with open(os.path.join(queue_directory, "pid", "master.pid"), encoding="ascii") as handle:
-            pid = int(handle.read().split()[0])
+            pid = int(handle.read(64).split()[0])
         with open(f"/proc/{pid}/comm", encoding="ascii") as handle:
-            return pid if handle.read().strip() == "master" else None
+            if handle.read().strip() != "master":
+                return None
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            uids = next((line.split()[1:] for line in handle if line.startswith("Uid:")), [])
+        if uids[:1] != ["0"]:
+            return None
     except (OSError, ValueError, IndexError):
         return None
+    try:
+        # stat, not readlink: the directory itself, also for a master in a mount namespace of its own
+        cwd = os.stat(f"/proc/{pid}/cwd")
+    except OSError:
+        return pid
+    try:
+        queue = os.stat(queue_directory)
+    except OSError:
+        return None
+    return pid if (cwd.st_dev, cwd.st_ino) == (queue.st_dev, queue.st_ino) else None
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:

@@ -30,10 +30,41 @@ _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)(Z|[+-]\d\d:?\
 _BSD = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.\d+)?\s")
 
 
-def delivery_pattern(syslog_name: str) -> re.Pattern[str]:
-    """A line of one of the instance's delivery agents reporting a delivery."""
-    agents = "|".join(AGENTS)
-    return re.compile(rf"\s{re.escape(syslog_name)}/(?:{agents})\[\d+\]: .*\bstatus=sent\b")
+# The syslog header up to the message, anchored: the tag must be the agent's own, not text that
+# a client put into another line (an envelope address in a reject or qmgr line).
+_HEADER = re.compile(r"(?:\d{4}-\d\d-\d\dT\S+|[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?) \S+ "
+                     r"([^\s\[]+)\[\d+\]: [0-9A-Za-z]+: to=<")
+# After the addresses: fields whose values have no space or comma (relay, delay, delays, dsn), then the status.
+_STATUS = re.compile(r"(?:, [a-z_]+=[^\s,]*)*?, status=(\w+)")
+
+
+def _address_end(line: str, start: int) -> int:
+    """Index after the '>' that closes the address starting at ``start``; -1 when it does not close.
+    A '>' inside a quoted local part does not close it."""
+    quoted = escaped = False
+    for index in range(start, len(line)):
+        char = line[index]
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return index + 1
+    return -1
+
+
+def is_delivery(line: str, tags: Iterable[str]) -> bool:
+    """Whether the line is a delivery agent's report of a delivery (status=sent) under one of ``tags``."""
+    header = _HEADER.match(line)
+    if header is None or header.group(1) not in tags:
+        return False
+    end = _address_end(line, header.end())
+    if end > 0 and line.startswith(", orig_to=<", end):
+        end = _address_end(line, end + len(", orig_to=<"))
+    status = _STATUS.match(line, end) if end > 0 else None
+    return status is not None and status.group(1) == "sent"
 
 
 def line_time(line: str, now: float) -> Optional[float]:
@@ -70,9 +101,9 @@ def line_time(line: str, now: float) -> Optional[float]:
 
 def last_delivery(lines_backwards: Iterable[str], syslog_name: str, now: float) -> Optional[float]:
     """The time of the first delivery line among lines given newest first."""
-    pattern = delivery_pattern(syslog_name)
+    tags = {f"{syslog_name}/{agent}" for agent in AGENTS}
     for line in lines_backwards:
-        if pattern.search(line):
+        if is_delivery(line, tags):
             when = line_time(line, now)
             if when is not None:
                 return when

@@ -20,6 +20,7 @@ hostile: symbolic links are not followed, JSON that does not parse is counted, n
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from typing import Iterable, Optional
@@ -29,6 +30,8 @@ from ._host import Record
 # The queues showq(8) reports, in the order mail moves through them.
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 REASON_MAX = 200  # characters of a deferral reason kept (a remote server's reply can be long)
+ARRIVAL_MAX = 2 ** 33  # seconds since the epoch (year 2242): later is no arrival time
+HASH_LEVELS_MAX = 10  # subdirectory levels counted (hash_queue_depth is 1 or 2 in practice)
 REASONS_TOP = 5
 
 
@@ -49,8 +52,11 @@ class QueueSummary(Record):
 
 
 def short_reason(reason: str) -> str:
-    """One line, at most REASON_MAX characters: the reason as a table or a metric label shows it."""
-    text = " ".join(reason.split())
+    """One line, at most REASON_MAX characters: the reason as a table or a metric label shows it.
+
+    Characters that are not printable (escape sequences a remote server or the mail owner sent)
+    become '?': the reason reaches the operator's terminal."""
+    text = "".join(char if char.isprintable() else "?" for char in " ".join(reason.split()))
     return text if len(text) <= REASON_MAX else text[:REASON_MAX - 3] + "..."
 
 
@@ -77,7 +83,8 @@ def summarize(lines: Iterable[str], *, top: int = REASONS_TOP) -> QueueSummary:
         if queue != "deferred":
             continue
         arrival = message.get("arrival_time")
-        if isinstance(arrival, int) and (oldest is None or arrival < oldest):
+        # showq reads it from the queue file (the mail owner's): only a plausible time counts
+        if isinstance(arrival, int) and not isinstance(arrival, bool) and 0 < arrival < ARRIVAL_MAX and (oldest is None or arrival < oldest):
             oldest = arrival
         for rcpt in message.get("recipients") or ():
             reason = rcpt.get("delay_reason") if isinstance(rcpt, dict) else None
@@ -95,17 +102,39 @@ def summarize(lines: Iterable[str], *, top: int = REASONS_TOP) -> QueueSummary:
                         deferred_recipients=recipients, unreadable=unreadable)
 
 
-def count_files(directory: str) -> int:
-    """Regular files in directory and its subdirectories; links are neither followed nor counted."""
+def count_files(directory: str, levels: int = HASH_LEVELS_MAX) -> int:
+    """Regular files in directory and its subdirectories; links are neither followed nor counted.
+
+    Walked by descriptor with O_NOFOLLOW: the mail owner, who owns the queue, can swap a
+    subdirectory for a link but never make root read another directory. A subdirectory that
+    disappears meanwhile (a hashed directory removed) is skipped; only a missing ``directory``
+    is FileNotFoundError."""
+    return _count_fd(os.open(directory, _DIR_FLAGS), levels)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _count_fd(fd: int, levels: int) -> int:
     total = 0
-    pending = [directory]
-    while pending:
-        with os.scandir(pending.pop()) as entries:
+    subdirectories = []
+    try:
+        with os.scandir(fd) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
+                    subdirectories.append(entry.name)
                 elif entry.is_file(follow_symlinks=False):
                     total += 1
+        for name in subdirectories if levels > 0 else ():
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue  # removed or replaced since it was listed
+                raise
+            total += _count_fd(child, levels - 1)
+    finally:
+        os.close(fd)
     return total
 
 

@@ -83,7 +83,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         reports, duration = collect(_host.local_run, _host.stream_lines, opts)
         metrics_writer().ensure(metrics_file(args["metrics"], reports, duration))
-    except (observe.InstanceError, _host.CommandError, _host.HostError, OSError) as exc:
+    except (observe.InstanceError, _host.CommandError, _host.HostError, OSError, ValueError, OverflowError,
+            MemoryError) as exc:
         # The old file stays: node_exporter's mtime metric shows it is no longer refreshed.
         sys.stderr.write(f"mailfleet-postfix status: {exc}\n")
         return 1

@@ -99,5 +99,6 @@ def render(reports: Sequence[Mapping[str, Any]], *, duration: Optional[float] = 
 
 
 def file_spec(path: str, text: str) -> FileSpec:
-    """The metrics file: world-readable (node_exporter runs as its own user), root's."""
-    return FileSpec(path, text, mode=0o644)
+    """The metrics file: world-readable (node_exporter runs as its own user), root's, also when
+    the directory's owner put a file of their own there first."""
+    return FileSpec(path, text, mode=0o644, owner=0, group=0)

@@ -117,7 +117,10 @@ def named_units(seen_name: str, params: Mapping[str, str], masterless: bool, sto
 def _iso(when: Optional[float]) -> Optional[str]:
     if when is None:
         return None
-    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):  # out of datetime's range
+        return None
 
 
 def _active(state: Mapping[str, str]) -> bool:
@@ -163,8 +166,11 @@ def report(seen: InstanceSeen, now: float) -> dict[str, Any]:
                          and not (u["active"] == "active" and u["sub"] in ("listening", "running"))]
     else:
         supervising = supervisor(seen.master_units, seen.states)
-        running = seen.master_pid is not None or (supervising is not None and _active(seen.states[supervising]))
+        unit_running = supervising is not None and _active(seen.states[supervising])
+        running = unit_running or seen.master_pid is not None
         not_listening = []
+        if running and not unit_running and supervising is not None:
+            problems.append(f"master(8) runs outside {supervising} (pid {seen.master_pid})")
     state = seen.states.get(supervising or "", {})
     enabled = None if not state or state.get("LoadState") == "not-found" else \
         state.get("UnitFileState", "") in ENABLED_STATES

@@ -61,6 +61,11 @@ def breaches(instance: Mapping[str, Any], limits: Mapping[str, Optional[int]]) -
     return out
 
 
+def printable(text: str) -> str:
+    """One line of printable characters: hosts report what their Postfix saw, and it goes to a terminal."""
+    return "".join(char if char.isprintable() else "?" for char in " ".join(text.split()))
+
+
 def _host_row(host: str, tier: str, result: Mapping[str, Any]) -> dict[str, Any]:
     """A host whose status could not be read: down."""
     why = "unreachable" if result.get("unreachable") else "instance_info failed"
@@ -81,31 +86,45 @@ def rows(results: Mapping[str, Optional[Mapping[str, Any]]], groups: Mapping[str
         if result.get("unreachable") or result.get("failed") or "instances" not in result:
             out.append(_host_row(host, tier, result))
             continue
-        for inst in result["instances"]:
-            over = breaches(inst, limits)
-            reasons = inst.get("deferral_reasons") or []
-            notes = list(inst.get("problems") or []) + over
-            if reasons:
-                top = reasons[0]
-                notes.append(f"deferred: {_short(top['reason'])} ({top['recipients']} rcpt)")
-            fails = []
-            label = f"{host} {inst['name']}"
-            if inst.get("severity", 0) >= 2 or (fail_on_degraded and inst.get("severity", 0) >= 1):
-                fails.append(f"{label}: {inst.get('health')}: " + "; ".join(inst.get("problems") or []))
-            fails += [f"{label}: {b}" for b in over]
-            exposure = inst.get("exposure_max")
-            out.append({
-                "host": host, "tier": tier, "instance": inst["name"], "mode": inst.get("mode") or "-",
-                "health": inst.get("health", "-") + ("!" if over else ""), "severity": inst.get("severity", 0),
-                "over": bool(over), "deferred": (inst.get("queues") or {}).get("deferred", 0),
-                "queues": _queues(inst.get("queues") or {}), "oldest deferred": age(inst.get("oldest_deferred_age")),
-                "exposure": "-" if exposure is None else f"{exposure:.1f}", "notes": "; ".join(notes), "fails": fails})
+        try:
+            out += [_instance_row(host, tier, inst, limits, fail_on_degraded) for inst in result["instances"]]
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # One host's malformed result (a compromised host) is that host down, not the table gone.
+            out.append(_host_row(host, tier, {"failed": True, "msg": f"malformed instance_info result ({exc!r})"}))
     return sorted(out, key=lambda r: (-r["severity"], not r.get("over"), -r["deferred"], r["host"], r["instance"]))
+
+
+def _instance_row(host: str, tier: str, inst: Mapping[str, Any], limits: Mapping[str, Optional[int]],
+                  fail_on_degraded: bool) -> dict[str, Any]:
+    if not isinstance(inst, Mapping) or not isinstance(inst["name"], str):
+        raise TypeError("an instance is not a mapping with a name")
+    severity = inst.get("severity", 0)
+    if not isinstance(severity, int) or isinstance(severity, bool) or not 0 <= severity <= 2:
+        raise ValueError(f"severity {severity!r}")
+    over = breaches(inst, limits)
+    reasons = inst.get("deferral_reasons") or []
+    notes = list(inst.get("problems") or []) + over
+    if reasons:
+        top = reasons[0]
+        notes.append(f"deferred: {_short(top['reason'])} ({top['recipients']} rcpt)")
+    fails = []
+    label = f"{host} {inst['name']}"
+    if severity >= 2 or (fail_on_degraded and severity >= 1):
+        fails.append(f"{label}: {inst.get('health')}: " + "; ".join(inst.get("problems") or []))
+    fails += [f"{label}: {b}" for b in over]
+    exposure = inst.get("exposure_max")
+    return {
+        "host": host, "tier": tier, "instance": inst["name"], "mode": inst.get("mode") or "-",
+        "health": inst.get("health", "-") + ("!" if over else ""), "severity": severity,
+        "over": bool(over), "deferred": int((inst.get("queues") or {}).get("deferred", 0)),
+        "queues": _queues(inst.get("queues") or {}), "oldest deferred": age(inst.get("oldest_deferred_age")),
+        "exposure": "-" if exposure is None else f"{float(exposure):.1f}", "notes": "; ".join(notes),
+        "fails": [printable(f) for f in fails]}
 
 
 def render(table: Sequence[Mapping[str, Any]]) -> list[str]:
     """The rows as aligned text lines, a header first; the last column is not padded."""
-    cells = [list(COLUMNS)] + [[str(r[c]) for c in COLUMNS] for r in table]
+    cells = [list(COLUMNS)] + [[printable(str(r[c])) for c in COLUMNS] for r in table]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS) - 1)]
     return ["  ".join([v.ljust(w) for v, w in zip(line, widths)] + [line[-1]]).rstrip() for line in cells]
 

@@ -13,6 +13,7 @@ directory to write and nothing else.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from typing import Callable, Mapping, Optional, Sequence
@@ -22,6 +23,7 @@ from ._host import Action, FileSpec, Record, Runner
 
 UNIT = "mailfleet-postfix-metrics"
 DEFAULT_INTERVAL = 60
+PYTHON = "/usr/bin/python3"
 # A path written into the unit as it is: no quoting, no specifier (%), no space, nothing systemd or
 # a shell would read differently.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._@+/-]*\.prom$")
@@ -38,7 +40,7 @@ class Wanted(Record):
     interval: int = DEFAULT_INTERVAL
     queue_details: bool = False
     exposure: bool = True
-    python: str = "/usr/bin/python3"
+    python: str = PYTHON
     libexec: str = "/usr/libexec/mailfleet-postfix"
     unit_dir: str = "/etc/systemd/system"
 
@@ -63,6 +65,13 @@ def checked_path(path: str) -> str:
     return path
 
 
+# Directories the service must never be given to write (ReadWritePaths= is the metrics file's directory).
+_SYSTEM_DIRS = frozenset(("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+                          "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log",
+                          "/var/spool", "/var/tmp"))
+_SYSTEM_TREES = ("/boot/", "/dev/", "/etc/", "/proc/", "/sys/", "/usr/")
+
+
 def checked(wanted: Wanted) -> Wanted:
     if wanted.state == "absent":
         return wanted
@@ -72,7 +81,33 @@ def checked(wanted: Wanted) -> Wanted:
         value = getattr(wanted, name)
         if not value.startswith("/") or not re.match(r"^[A-Za-z0-9._@+/-]+$", value):
             raise TimerError(f"{name} {value!r}: must be an absolute path of letters, digits and . _ @ + - / only")
-    return Wanted(**{**wanted.to_dict(), "path": checked_path(wanted.path)})
+    path = checked_path(wanted.path)
+    directory = posixpath.dirname(path)
+    if directory in _SYSTEM_DIRS or directory.startswith(_SYSTEM_TREES):
+        raise TimerError(f"path {path!r}: the service may write its directory, so it must be a directory of its "
+                         "own (node_exporter's textfile directory), not a system directory")
+    return Wanted(**{**wanted.to_dict(), "path": path})
+
+
+def host_problems(w: Wanted) -> list[str]:
+    """What on the host would let another user run code as root or redirect the service's writes."""
+    problems = []
+    for item in (w.python, posixpath.dirname(w.python)):
+        try:
+            st = os.stat(item)
+        except OSError as exc:
+            problems.append(f"python {w.python}: {item}: {exc.strerror}")
+            continue
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            problems.append(f"python {w.python}: {item} is not root's alone (owner uid {st.st_uid}, mode "
+                            f"{st.st_mode & 0o7777:04o}); the service runs it as root")
+    existing = posixpath.dirname(w.path)
+    while not os.path.exists(existing):
+        existing = posixpath.dirname(existing)
+    if os.path.realpath(existing) != existing:
+        problems.append(f"path {w.path}: {existing} is or passes through a symbolic link; systemd would follow it "
+                        "for ReadWritePaths=, so give the real directory")
+    return problems
 
 
 def service_text(w: Wanted) -> str:
@@ -92,6 +127,8 @@ ExecStart={' '.join(argv)}
 Nice=10
 IOSchedulingClass=idle
 TimeoutStartSec=5min
+MemoryMax=256M
+TasksMax=32
 UMask=0022
 # Root for the queue directories (readable by the mail owner only) and postqueue's stand-alone
 # showq when an instance is down; nothing else: the only write is the metrics file.

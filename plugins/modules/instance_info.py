@@ -20,8 +20,9 @@ description:
     and the holder. Otherwise the mode is V(master), and the unit running master(8) is the first active one of
     the collection's C(postfix-NAME-master.service) (M(mailfleet.postfix.instance_unit)) and the
     distribution's (C(postfix@INSTANCE.service), C(postfix.service)); when none is active, the first of them
-    that exists, in that order; else none (a master started by hand still counts as running, when
-    C(pid/master.pid) in the queue directory names a live master).
+    that exists, in that order; else none. A master started by hand still counts as running when
+    C(pid/master.pid) names a root process called C(master) working in the queue directory (the file stays
+    after master stops); when the unit exists but is stopped, the instance is then degraded.
   - "Queue counts are files per queue directory (C(maildrop), C(incoming), C(active), C(deferred), C(hold),
     hashed subdirectories included, links not followed): no Postfix process is needed and it is fast. Without
     the rights to read the queue (not root) they come from C(postqueue -j) instead."
@@ -29,8 +30,8 @@ description:
     as it is written (a queue of 100,000 messages is never held in memory; the collection's
     C(docs/benchmarks.md) has the times). As root, postqueue reads the queue directly when the instance is
     down. Reasons are counted per recipient and shortened to 200 characters.
-  - The last delivery is the newest line of one of the instance's delivery agents (C(SYSLOG_NAME/smtp),
-    C(lmtp), C(local), C(virtual), C(pipe)) with C(status=sent), read backwards from the end of the mail log
+  - The last delivery is the newest line tagged by one of the instance's delivery agents (C(SYSLOG_NAME/smtp),
+    C(lmtp), C(local), C(virtual), C(pipe)) whose status after the recipient addresses is C(sent), read backwards from the end of the mail log
     (at most 16 MiB of it). The log is O(mail_logs), else the instance's C(maillog_file), C(/var/log/mail.log)
     and C(/var/log/maillog), whichever are readable. Without a readable log (the journal only) it is null.
   - Exposure is C(systemd-analyze security) of the loaded units, drop-ins included; network-facing are the

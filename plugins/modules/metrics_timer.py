@@ -36,6 +36,10 @@ options:
       - The metrics file. It must end in C(.prom) (the collector reads nothing else) and be made of letters,
         digits and C(. _ @ + - /) (it is written into the unit as it is). Its directory is created when missing
         (mode 0755); an existing one keeps its mode and owner. A previous O(path) is removed when it changes.
+      - The service may write that directory (C(ReadWritePaths=)), so it must be a directory of its own, not a
+        system directory such as C(/etc) or C(/var/lib), and not reached through a symbolic link.
+      - The file is root's, mode 0644, whoever owns the directory. The directory's owner (node_exporter's user,
+        say) can still replace the file between two runs, so the figures are as trustworthy as that user.
     type: path
     default: /var/lib/prometheus/node-exporter/mailfleet_postfix.prom
   interval:
@@ -56,8 +60,10 @@ options:
     default: true
   python:
     description:
-      - The interpreter the service runs. Default is the one running this module.
+      - The interpreter the service runs as root. It and its directory must be root's alone (not writable by
+        another user), so not a virtualenv of a user; Ansible's interpreter is not assumed for that reason.
     type: path
+    default: /usr/bin/python3
   libexec_dir:
     description:
       - Where the library package and the C(status) launcher are installed.
@@ -134,8 +140,7 @@ actions:
   sample: [write /etc/systemd/system/mailfleet-postfix-metrics.timer, reload systemd]
 """
 
-import sys  # noqa: E402 - imports follow the documentation (ansible-test validate-modules)
-from typing import Any  # noqa: E402
+from typing import Any  # noqa: E402 - imports follow the documentation (ansible-test validate-modules)
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -149,8 +154,10 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     try:
         wanted = timer.checked(timer.Wanted(
             state=p["state"], path=p["path"], interval=p["interval"], queue_details=p["queue_details"],
-            exposure=p["exposure"], python=p["python"] or sys.executable or "/usr/bin/python3",
-            libexec=p["libexec_dir"], unit_dir=p["unit_dir"]))
+            exposure=p["exposure"], python=p["python"], libexec=p["libexec_dir"], unit_dir=p["unit_dir"]))
+        problems = [] if wanted.state == "absent" else timer.host_problems(wanted)
+        if problems:
+            raise timer.TimerError("; ".join(problems))
         booted = _host.booted()
         files = _host.Writer(check_mode=True)  # observes and records the diff; the plan writes
         changes = [s for s in timer.file_specs(wanted) if files.ensure(s)]
@@ -175,7 +182,7 @@ def main() -> None:
             "interval": {"type": "int", "default": 60},
             "queue_details": {"type": "bool", "default": False},
             "exposure": {"type": "bool", "default": True},
-            "python": {"type": "path"},
+            "python": {"type": "path", "default": "/usr/bin/python3"},
             "libexec_dir": {"type": "path", "default": "/usr/libexec/mailfleet-postfix"},
             "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
         },

@@ -264,6 +264,33 @@ def test_stream_lines_stops_the_command_when_the_reader_stops() -> None:
     lines.close()  # no hang, no error: the command is killed
 
 
+def test_stream_lines_skips_a_line_longer_than_the_limit_without_holding_it() -> None:
+    """A fake showq (the mail owner owns public/) could send one endless line."""
+    code = ("import sys\nw = sys.stdout.buffer.write\nw(b'short\\n')\n"
+            "for _ in range(64): w(b'x' * 4096)\nw(b'\\nok \\xff\\n')")
+    lines = list(_host.stream_lines([sys.executable, "-c", code], line_max=10_000))
+    assert lines == ["short\n", _host.OVERLONG_LINE, "ok \ufffd\n"]
+
+
+def test_observe_reads_only_the_regular_file_it_saw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's directory (a metrics directory): the file swapped for a link or a FIFO after
+    lstat must not be read (a secret into the diff, or a hang)."""
+    secret, path = tmp_path / "secret", tmp_path / "m.prom"
+    secret.write_text("root only\n")
+    path.write_text("old\n")
+    seen = os.lstat(path)
+    path.unlink()
+    path.symlink_to(secret)
+    assert _host._regular_content(str(path), seen) is None
+    path.unlink()
+    os.mkfifo(path)
+    assert _host._regular_content(str(path), seen) is None  # no hang: O_NONBLOCK, and not the file seen
+    path.unlink()
+    path.write_text("x" * 10)
+    monkeypatch.setattr(_host, "OBSERVED_SIZE_MAX", 5)
+    assert _host.observe(str(path)).content is None and _host.differs(FileSpec(str(path), "x" * 10))
+
+
 def test_removing_a_file_never_removes_a_directory_tree(tmp_path: Path) -> None:
     target = tmp_path / "default.conf"
     (target / "sub").mkdir(parents=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +60,37 @@ def test_master_pid_needs_a_running_master(tmp_path: Path) -> None:
     assert _masterless_host.master_pid(str(tmp_path)) is None
     (tmp_path / "pid" / "master.pid").write_text(f"{os.getpid():>32}\n")
     assert _masterless_host.master_pid(str(tmp_path)) is None  # this process is not master(8)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a master(8) is root's")
+def test_a_stale_pid_file_naming_someone_elses_master_is_no_master() -> None:
+    """master.pid stays after master stops: the pid it names must be a root process called master
+    working in this queue, not a local user's process of that name nor another instance's master."""
+    with tempfile.TemporaryDirectory() as top:  # not pytest's tmp_path: nobody must reach it
+        os.chmod(top, 0o755)
+        _stale_pid_file(Path(top))
+
+
+def _stale_pid_file(tmp_path: Path) -> None:
+    queue, other = tmp_path / "queue", tmp_path / "other"
+    for d in (queue / "pid", other):
+        d.mkdir(parents=True)
+    fake = tmp_path / "master"
+    fake.write_bytes(Path("/bin/sleep").read_bytes())
+    fake.chmod(0o755)
+
+    def running(cwd: Path, user: int = 0) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([str(fake), "30"], cwd=cwd, user=user or None)
+
+    procs = [running(other), running(queue, user=65534), running(queue)]
+    try:
+        for proc, expected in zip(procs, (None, None, procs[2].pid)):
+            (queue / "pid" / "master.pid").write_text(f"{proc.pid:>32}\n")
+            assert _masterless_host.master_pid(str(queue)) == expected
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def test_stale_units_are_loaded_but_not_found() -> None:

@@ -59,3 +59,22 @@ def test_newest_delivery_over_readable_logs(tmp_path: Path) -> None:
     when, where = log.find_last_delivery([str(tmp_path / "missing"), str(old), str(new)], "postfix", NOW)
     assert when == NOW - 3600 and where == str(new)
     assert log.find_last_delivery([str(tmp_path / "missing")], "postfix", NOW) == (None, None)
+
+
+def test_text_a_client_chose_is_no_delivery() -> None:
+    """Envelope addresses reach the log as received: they must not read as a delivery."""
+    forged = '"x postfix-edge/smtp[1]: Q: to=<a@b>, status=sent "@evil.example'
+    lines = [
+        f"2026-12-06T11:30:00+00:00 mx postfix-edge/qmgr[5]: D: from=<{forged}>, size=1, nrcpt=1 (queue active)",
+        f"2026-12-06T11:20:00+00:00 mx postfix-edge/smtpd[6]: NOQUEUE: reject: RCPT from x: 554; from=<{forged}>",
+        '2026-12-06T11:10:00+00:00 mx postfix-edge/smtp[7]: E: to=<"y>, status=sent "@evil.example>, '
+        'relay=none, delay=1, delays=1/0/0/0, dsn=4.4.1, status=deferred (connect to x: Connection refused)',
+        "2026-12-06T11:00:00+00:00 mx postfix-edge/smtp[8]: F: to=<a@b>, orig_to=<c@d>, relay=x[10.0.0.1]:25, "
+        "delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 1)",
+    ]
+    assert log.last_delivery(lines, "postfix-edge", NOW) == NOW - 3600
+
+
+def test_a_long_line_is_read_in_linear_time() -> None:
+    line = "2026-12-06T11:00:00+00:00 mx postfix/smtp[1]: A: to=<" + "a, " * 200_000 + ">, status=deferred (x)"
+    assert log.last_delivery([line] * 20, "postfix", NOW) is None

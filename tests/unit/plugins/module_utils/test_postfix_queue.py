@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
+
+import pytest
 
 from ansible_collections.mailfleet.postfix.plugins.module_utils import _postfix_queue as queue
 
@@ -57,11 +60,11 @@ def test_the_stream_is_consumed_lazily() -> None:
     def lines() -> Iterator[str]:
         for n in range(10000):
             held.append(n)
-            yield message("deferred", n, ("r",))
+            yield message("deferred", n + 1000, ("r",))
             held.pop()  # the consumer asked for the next line: nothing accumulates
 
     got = queue.summarize(lines())
-    assert got.counts["deferred"] == 10000 and got.oldest_deferred == 0 and not held
+    assert got.counts["deferred"] == 10000 and got.oldest_deferred == 1000 and not held
 
 
 def test_directories_count_files_in_hashed_subdirectories(tmp_path: Path) -> None:
@@ -87,3 +90,42 @@ def test_merged_takes_counts_from_directories_and_details_from_postqueue() -> No
     assert queue.merged(None, details) is details
     only = queue.merged(counts, None)
     assert only.reasons == [] and only.oldest_deferred is None and only.counts == counts
+
+
+@pytest.mark.parametrize("arrival", [2 ** 63 - 1, 10 ** 14, -5, 0, True, 1.5e9])
+def test_an_implausible_arrival_time_is_no_oldest_message(arrival: object) -> None:
+    line = json.dumps({"queue_name": "deferred", "arrival_time": arrival, "recipients": []}) + "\n"
+    got = queue.summarize([line, message("deferred", 1_700_000_000, ("r",))])
+    assert got.counts["deferred"] == 2 and got.oldest_deferred == 1_700_000_000
+
+
+def test_a_hashed_directory_swapped_for_a_link_is_not_followed(tmp_path: Path) -> None:
+    """The mail owner owns the queue: a link in place of a hashed directory must not make root
+    count (or read) what it points to, nor make the queue look empty."""
+    deferred, elsewhere = tmp_path / "deferred", tmp_path / "elsewhere"
+    (deferred / "A").mkdir(parents=True)
+    (deferred / "A" / "A1").write_text("")
+    elsewhere.mkdir()
+    for n in range(5):
+        (elsewhere / f"f{n}").write_text("")
+    (deferred / "B").symlink_to(elsewhere)
+    assert queue.count_files(str(deferred)) == 1
+    with pytest.raises(OSError):  # the queue directory itself a link: unreadable, never followed
+        (tmp_path / "linked").symlink_to(elsewhere)
+        queue.count_files(str(tmp_path / "linked"))
+
+
+def test_a_hashed_directory_removed_while_counting_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deferred = tmp_path / "deferred"
+    for name in ("A", "B"):
+        (deferred / name).mkdir(parents=True)
+        (deferred / name / f"{name}1").write_text("")
+    real_open = os.open
+
+    def vanishing(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == "B":
+            raise FileNotFoundError(errno.ENOENT, "removed meanwhile", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(queue.os, "open", vanishing)
+    assert queue.count_directories(str(tmp_path), ("deferred",)) == {"deferred": 1}

@@ -123,6 +123,13 @@ def test_without_systemd_a_live_master_is_running() -> None:
     assert got["running"] and got["enabled"] is None and got["supervisor"] is None and got["units"] == []
 
 
+def test_a_master_outside_its_stopped_unit_runs_but_is_degraded() -> None:
+    stopped = {"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead"}
+    got = status.report(seen(masterless=False, states={"postfix-edge-master.service": stopped}, master_pid=42), 0)
+    assert got["running"] and got["health"] == "degraded"
+    assert "master(8) runs outside postfix-edge-master.service (pid 42)" in got["problems"]
+
+
 def test_unreadable_or_invalid_master_cf_is_a_problem_not_a_crash() -> None:
     assert "master.cf is not readable" in status.report(seen(master_cf=None), 0)["problems"][0]
     got = status.report(seen(master_cf="smtp inet n - y - - smtpd\nbad line\n"), 0)

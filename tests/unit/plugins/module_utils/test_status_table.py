@@ -69,3 +69,24 @@ def test_degraded_fails_only_when_asked_and_a_healthy_fleet_passes() -> None:
     strict = table.fleet_status(results, GROUPS, LIMITS, fail_on_degraded=True)
     assert strict["failures"] == ["edge1 -: degraded: failed units: x.service"]
     assert table.fleet_status({"delivery1": {"instances": [inst()]}}, GROUPS, LIMITS)["failures"] == []
+
+
+def test_a_malformed_host_result_is_that_host_down_and_the_table_stays() -> None:
+    results: dict[str, Any] = {
+        "edge1": {"instances": [inst(name="-", severity="0")]},
+        "edge2": {"instances": "not a list of instances"},
+        "mx1": {"instances": [inst(name="-")]},
+    }
+    status = table.fleet_status(results, GROUPS, {})
+    rows = {r["host"]: r for r in status["rows"]}
+    assert rows["edge1"]["health"] == rows["edge2"]["health"] == "down" and rows["mx1"]["health"] == "ok"
+    assert "malformed instance_info result" in rows["edge1"]["notes"] and not status["ok"]
+
+
+def test_control_characters_never_reach_the_terminal() -> None:
+    hostile = "\x1b]0;owned\x07\x1b[2Kall good\x9b2J\nsecond line"
+    results = {"edge1": {"instances": [inst(name="-", severity=2, health="down", problems=[hostile],
+                                            deferral_reasons=[{"reason": hostile, "recipients": 1}])]}}
+    status = table.fleet_status(results, GROUPS, {})
+    for text in status["lines"] + status["failures"]:
+        assert text.isprintable(), repr(text)

@@ -143,6 +143,10 @@ def test_absent_stops_and_removes_units_and_file_but_keeps_the_package(tmp_path:
     ({"path": "relative.prom"}, "absolute"),
     ({"interval": 5}, "10 to 86400"),
     ({"python": "/usr/bin/python3 -c evil"}, "python"),
+    ({"path": "/x.prom"}, "not a system directory"),
+    ({"path": "/etc/mailfleet.prom"}, "not a system directory"),
+    ({"path": "/var/lib/mailfleet.prom"}, "not a system directory"),
+    ({"path": "/usr/local/share/m/x.prom"}, "not a system directory"),
 ])
 def test_bad_values_are_refused_before_anything_is_written(
         tmp_path: Path, systemd: Systemd, args: dict[str, Any], message: str) -> None:
@@ -154,7 +158,7 @@ def test_bad_values_are_refused_before_anything_is_written(
 def test_the_service_is_sandboxed_and_writes_only_the_metrics_directory() -> None:
     text = _status_timer.service_text(_status_timer.Wanted(state="present", path="/var/lib/m/postfix.prom"))
     assert "ProtectSystem=strict\nReadWritePaths=/var/lib/m\n" in text
-    for line in ("NoNewPrivileges=yes", "PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX", "ProtectHome=yes",
+    for line in ("NoNewPrivileges=yes", "PrivateNetwork=yes", "MemoryMax=256M", "TasksMax=32", "RestrictAddressFamilies=AF_UNIX", "ProtectHome=yes",
                  "CapabilityBoundingSet=CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID"):
         assert line + "\n" in text
 
@@ -170,3 +174,19 @@ def test_the_service_scores_as_a_sandboxed_root_service(tmp_path: Path) -> None:
     if score is None:
         pytest.skip(f"systemd-analyze security --offline not available: {done.stderr.strip()[:200]}")
     assert float(score.group(1)) <= 2.0, done.stdout  # 1.7 with systemd 252: root, four capabilities, AF_UNIX
+
+
+def test_an_interpreter_or_directory_another_user_may_change_is_refused(tmp_path: Path, systemd: Systemd) -> None:
+    venv = tmp_path / "venv"
+    venv.mkdir(mode=0o777)
+    os.chmod(venv, 0o777)  # whatever the umask
+    (venv / "python3").symlink_to(sys.executable)
+    out = call(tmp_path, python=str(venv / "python3"))
+    assert out.failed and "is not root's alone" in out.result["msg"] and not (tmp_path / "units").exists()
+
+
+def test_a_metrics_directory_reached_through_a_link_is_refused(tmp_path: Path, systemd: Systemd) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "textfile").symlink_to(tmp_path / "real")
+    out = call(tmp_path)  # path is textfile/postfix.prom
+    assert out.failed and "symbolic link" in out.result["msg"] and not (tmp_path / "units").exists()
