@@ -51,12 +51,15 @@ class QueueSummary(Record):
         return sum(self.counts.values())
 
 
-def short_reason(reason: str) -> str:
-    """One line, at most REASON_MAX characters: the reason as a table or a metric label shows it.
+def printable_line(text: str) -> str:
+    """One line of printable characters, '?' for the rest: what a remote server, the mail owner or a
+    host sent reaches the operator's terminal without escape sequences."""
+    return "".join(char if char.isprintable() else "?" for char in " ".join(text.split()))
 
-    Characters that are not printable (escape sequences a remote server or the mail owner sent)
-    become '?': the reason reaches the operator's terminal."""
-    text = "".join(char if char.isprintable() else "?" for char in " ".join(reason.split()))
+
+def short_reason(reason: str) -> str:
+    """One line, at most REASON_MAX characters: the reason as a table or a metric label shows it."""
+    text = printable_line(reason)
     return text if len(text) <= REASON_MAX else text[:REASON_MAX - 3] + "..."
 
 

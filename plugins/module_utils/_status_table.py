@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
+from ._postfix_queue import printable_line
+
 COLUMNS = ("host", "tier", "instance", "mode", "health", "queues", "oldest deferred", "exposure", "notes")
 TIERS = ("edge", "delivery")  # groups mailfleet_edge, mailfleet_delivery (playbooks/tiers.yml)
 REASON_WIDTH = 80
@@ -59,11 +61,6 @@ def breaches(instance: Mapping[str, Any], limits: Mapping[str, Optional[int]]) -
             label = "oldest deferred" if name == "oldest_deferred_age" else name
             out.append(f"{label} {shown} > {age(limit) if name == 'oldest_deferred_age' else limit}")
     return out
-
-
-def printable(text: str) -> str:
-    """One line of printable characters: hosts report what their Postfix saw, and it goes to a terminal."""
-    return "".join(char if char.isprintable() else "?" for char in " ".join(text.split()))
 
 
 def _host_row(host: str, tier: str, result: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,12 +116,12 @@ def _instance_row(host: str, tier: str, inst: Mapping[str, Any], limits: Mapping
         "over": bool(over), "deferred": int((inst.get("queues") or {}).get("deferred", 0)),
         "queues": _queues(inst.get("queues") or {}), "oldest deferred": age(inst.get("oldest_deferred_age")),
         "exposure": "-" if exposure is None else f"{float(exposure):.1f}", "notes": "; ".join(notes),
-        "fails": [printable(f) for f in fails]}
+        "fails": [printable_line(f) for f in fails]}
 
 
 def render(table: Sequence[Mapping[str, Any]]) -> list[str]:
     """The rows as aligned text lines, a header first; the last column is not padded."""
-    cells = [list(COLUMNS)] + [[printable(str(r[c])) for c in COLUMNS] for r in table]
+    cells = [list(COLUMNS)] + [[printable_line(str(r[c])) for c in COLUMNS] for r in table]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS) - 1)]
     return ["  ".join([v.ljust(w) for v, w in zip(line, widths)] + [line[-1]]).rstrip() for line in cells]
 
